@@ -1,0 +1,228 @@
+"""The ``pymlc`` command line: parses arguments and calls the compiler; no logic of its own.
+
+Exit codes: 0 ok; 1 findings (invalid spec, drift, breaking change, failed job); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .compiler.errors import Level, PymlcError, SpecError
+from .console import emit_json, err, print_diagnostics, say
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except SpecError as exc:
+        _report(args, exc)
+        return EXIT_FINDINGS
+    except PymlcError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True)
+        return EXIT_FINDINGS
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+def _report(args: argparse.Namespace, exc: SpecError) -> None:
+    if getattr(args, "format", "text") == "json":
+        emit_json({"ok": False, "diagnostics": [d.to_json() for d in exc.diagnostics]})
+    else:
+        print_diagnostics(exc.diagnostics)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(prog="pymlc", description="Compile pyml.yaml model specs"
+                                     " into images, gRPC services and Spark jobs.")
+    parser.add_argument("--version", action="version", version=f"pymlc {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def _add_targets(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="*", type=Path, metavar="SPEC|DIR",
+                   help="spec files, or folders searched for pyml.yaml (default: ./pyml.yaml)")
+    p.add_argument("-o", "--out", type=Path, help="output folder (default: generated/ beside"
+                   " each spec; with several specs, OUT/<name>/)")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _register_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("build", help="write the generated artifacts (deterministic)")
+    _add_targets(p)
+    p.set_defaults(handler=_build)
+    p = sub.add_parser("check", help="exit 1 if committed artifacts differ from a fresh build")
+    _add_targets(p)
+    p.set_defaults(handler=_check)
+    p = sub.add_parser("validate", help="check a spec without writing anything")
+    _add_targets(p)
+    p.set_defaults(handler=_validate)
+
+
+def _register_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("init", help="scaffold a new model folder")
+    p.add_argument("name", help="model name: lowercase letters, digits and '-'")
+    p.add_argument("--kind", choices=("dataframe", "tensor"), default="dataframe")
+    p.set_defaults(handler=_init)
+
+
+def _register_schema(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("schema", help="print the JSON Schema of pyml.yaml (for editors)")
+    p.set_defaults(handler=_schema)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _register_init, _register_build, _register_schema,
+]
+
+
+# --- handlers -----------------------------------------------------------------------------
+
+def _compile_targets(args: argparse.Namespace) -> list[object]:
+    from .compiler.pipeline import SPEC_FILE, compile_spec, ensure_no_duplicates, find_specs
+
+    targets = args.targets or [Path(SPEC_FILE)]
+    specs = list(find_specs(targets))
+    if not specs:
+        raise SpecError([_no_spec(targets)])
+    compiled, problems = [], []
+    for spec in specs:
+        try:
+            compiled.append(compile_spec(spec, display=_shown(spec)))
+        except SpecError as exc:
+            problems.extend(exc.diagnostics)
+    warnings = [w for c in compiled for w in c.warnings]
+    if args.strict:
+        problems.extend(_promote(warnings))
+    elif warnings and args.format == "text":
+        print_diagnostics(warnings)
+    if problems:
+        raise SpecError(problems)
+    ensure_no_duplicates(compiled)
+    return list(compiled)
+
+
+def _promote(warnings: list) -> list:  # type: ignore[type-arg]
+    from dataclasses import replace
+
+    return [replace(w, level=Level.ERROR) for w in warnings]
+
+
+def _no_spec(targets: list[Path]):  # type: ignore[no-untyped-def]
+    from .compiler.errors import Diagnostic
+
+    shown = ", ".join(str(t) for t in targets)
+    return Diagnostic(shown, (), None, Level.ERROR, "E000",
+                      "no pyml.yaml found; name a spec file or a folder that contains one"
+                      " (or create one with `pymlc init NAME`)")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _out_dir(compiled, out: Path | None, many: bool) -> Path:  # type: ignore[no-untyped-def]
+    if out is None:
+        return compiled.spec_path.parent / "generated"
+    return out / compiled.plan.name if many else out
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .compiler.write import write_file, write_tree
+
+    compiled = _compile_targets(args)
+    report = []
+    for c in compiled:
+        out = _out_dir(c, args.out, len(compiled) > 1)
+        changed = write_tree(out, c.artifacts)
+        if write_file(c.lock_path, c.lock_text):
+            changed.append(c.lock_path)
+        report.append({"name": c.plan.name, "spec": _shown(c.spec_path), "out": _shown(out),
+                       "changed": sorted(_shown(p) for p in changed)})
+        if args.format == "text":
+            say(f"[green]built[/green] {c.plan.name} {c.plan.version} -> {_shown(out)}/"
+                f" ({len(changed)} file{'s' if len(changed) != 1 else ''} changed)")
+    if args.format == "json":
+        emit_json({"ok": True, "models": report})
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .compiler.write import compare_file, compare_tree
+
+    compiled = _compile_targets(args)
+    stale = []
+    for c in compiled:
+        out = _out_dir(c, args.out, len(compiled) > 1)
+        drifts = compare_tree(out, c.artifacts, _shown(out))
+        lock = compare_file(c.lock_path, c.lock_text, _shown(c.lock_path))
+        drifts += [lock] if lock else []
+        for d in drifts:
+            if args.format == "text":
+                err.print(f"[red]{d.status}[/red]: {_shown(d.path)}")
+                sys.stdout.write(d.diff)
+        if drifts:
+            stale.append({"name": c.plan.name, "spec": _shown(c.spec_path),
+                          "files": [{"path": _shown(d.path), "status": d.status, "diff": d.diff}
+                                    for d in drifts]})
+    if args.format == "json":
+        emit_json({"ok": not stale, "checked": len(compiled), "stale": stale})
+    elif stale:
+        say(f"[red]{len(stale)} of {len(compiled)} model(s) out of date[/red];"
+            " run `pymlc build` and commit the result")
+    else:
+        say(f"[green]ok[/green]: {len(compiled)} model(s) up to date")
+    return EXIT_FINDINGS if stale else EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    compiled = _compile_targets(args)
+    if args.format == "json":
+        emit_json({"ok": True, "models": [c.plan.name for c in compiled]})
+    for c in compiled:
+        if args.format == "text":
+            say(f"[green]valid[/green]: {_shown(c.spec_path)} ({c.plan.name} {c.plan.version})")
+    return EXIT_OK
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .compiler.scaffold import scaffold
+
+    created = scaffold(Path(args.name), args.name, args.kind)
+    for path in created:
+        say(f"created {_shown(path)}")
+    say(f"next: cd {args.name} && pymlc validate && pymlc build")
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from .compiler.spec_schema import spec_json_schema
+
+    sys.stdout.write(json.dumps(spec_json_schema(), indent=2, sort_keys=True) + "\n")
+    return EXIT_OK

@@ -1,0 +1,28 @@
+"""Emitters: one per artifact kind, each a pure function ``BuildPlan -> list[Artifact]``.
+
+``EMITTERS`` is the single registry; the pipeline runs every entry, then adds the manifest.
+"""
+
+from __future__ import annotations
+
+from .base import Artifact, Emitter
+from .dockerfile import emit_dockerfile
+from .grpc_stubs import emit_grpc_stubs
+from .manifest import MANIFEST, emit_manifest
+from .model_config import MODEL_CONFIG, emit_model_config
+from .proto import emit_proto
+from .schema_json import emit_schema_json
+from .serving_config import emit_serving_config
+from .spark_job import emit_spark_job
+
+__all__ = ["EMITTERS", "MANIFEST", "MODEL_CONFIG", "Artifact", "Emitter", "emit_manifest"]
+
+EMITTERS: dict[str, Emitter] = {
+    "dockerfile": emit_dockerfile,
+    "grpc_stubs": emit_grpc_stubs,
+    "model_config": emit_model_config,
+    "proto": emit_proto,
+    "schema_json": emit_schema_json,
+    "serving_config": emit_serving_config,
+    "spark_job": emit_spark_job,
+}

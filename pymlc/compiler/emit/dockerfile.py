@@ -1,0 +1,77 @@
+"""The multi-stage Dockerfile and its ``.dockerignore``.
+
+Stages: ``env`` (base image, Python venv, requirements, runtime), then ``serving`` and ``batch``
+targets on top of it. Requirements are installed before any model code is copied, so an edit to
+``model.py`` rebuilds only the last layers. Both targets run as a non-root user. No ``# syntax``
+line: the built-in frontend of BuildKit and the classic builder both read this file as is.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from ..ir import BuildPlan
+from .base import Artifact, header, render, shell_quote
+
+__all__ = ["CONTEXT_DIRS", "IGNORE_PATTERNS", "UID", "emit_dockerfile"]
+
+UID = 10001
+# The build context `pymlc image` assembles; the Dockerfile's COPY lines rely on these folders.
+CONTEXT_DIRS = {"model": "model", "generated": "generated", "runtime": "runtime"}
+IGNORE_PATTERNS = (
+    "**/.git",
+    "**/.hg",
+    "**/.venv",
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/.pytest_cache",
+    "**/.mypy_cache",
+    "**/.ipynb_checkpoints",
+    "**/.DS_Store",
+    "model/generated",
+    "model/spark-warehouse",
+    "model/metastore_db",
+)
+
+
+def emit_dockerfile(plan: BuildPlan) -> list[Artifact]:
+    return [
+        Artifact("Dockerfile", _dockerfile(plan)),
+        Artifact(".dockerignore", render("dockerignore.jinja", header=header(plan),
+                                         patterns=IGNORE_PATTERNS)),
+    ]
+
+
+def _dockerfile(plan: BuildPlan) -> str:
+    model = plan.model
+    return render(
+        "Dockerfile.jinja",
+        header=header(plan),
+        base=plan.image.base,
+        setup=_in_model(model.setup),
+        requirements=_in_model(model.requirements),
+        runtime_requirements=_pip_args(plan.image.runtime_requirements),
+        batch_requirements=_pip_args(plan.image.batch_requirements),
+        labels=_labels(plan),
+        socket_dir=posixpath.dirname(plan.serving.socket),
+        uid=UID,
+    )
+
+
+def _in_model(path: str | None) -> str:
+    return f"model/{path}" if path else ""
+
+
+def _pip_args(requirements: tuple[str, ...]) -> str:
+    return " ".join(shell_quote(r) for r in requirements)
+
+
+def _labels(plan: BuildPlan) -> list[tuple[str, str]]:
+    return [
+        ("org.opencontainers.image.title", plan.name),
+        ("org.opencontainers.image.version", plan.version),
+        ("org.opencontainers.image.description", plan.description),
+        ("org.opencontainers.image.revision", plan.spec_sha256),
+        ("pymlc.spec.sha256", plan.spec_sha256),
+        ("pymlc.version", plan.pymlc_version),
+    ]
