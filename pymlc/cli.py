@@ -11,9 +11,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .compiler.errors import Level, PymlcError, SpecError
+from .compiler.errors import Diagnostic, Level, PymlcError, SpecError
 from .console import emit_json, err, print_diagnostics, say
+
+if TYPE_CHECKING:
+    from .compiler.pipeline import Compiled
 
 __all__ = ["main"]
 
@@ -101,14 +105,15 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
 
 # --- handlers -----------------------------------------------------------------------------
 
-def _compile_targets(args: argparse.Namespace) -> list[object]:
+def _compile_targets(args: argparse.Namespace) -> list[Compiled]:
     from .compiler.pipeline import SPEC_FILE, compile_spec, ensure_no_duplicates, find_specs
 
     targets = args.targets or [Path(SPEC_FILE)]
     specs = list(find_specs(targets))
     if not specs:
         raise SpecError([_no_spec(targets)])
-    compiled, problems = [], []
+    compiled: list[Compiled] = []
+    problems: list[Diagnostic] = []
     for spec in specs:
         try:
             compiled.append(compile_spec(spec, display=_shown(spec)))
@@ -122,18 +127,16 @@ def _compile_targets(args: argparse.Namespace) -> list[object]:
     if problems:
         raise SpecError(problems)
     ensure_no_duplicates(compiled)
-    return list(compiled)
+    return compiled
 
 
-def _promote(warnings: list) -> list:  # type: ignore[type-arg]
+def _promote(warnings: list[Diagnostic]) -> list[Diagnostic]:
     from dataclasses import replace
 
     return [replace(w, level=Level.ERROR) for w in warnings]
 
 
-def _no_spec(targets: list[Path]):  # type: ignore[no-untyped-def]
-    from .compiler.errors import Diagnostic
-
+def _no_spec(targets: list[Path]) -> Diagnostic:
     shown = ", ".join(str(t) for t in targets)
     return Diagnostic(shown, (), None, Level.ERROR, "E000",
                       "no pyml.yaml found; name a spec file or a folder that contains one"
@@ -147,7 +150,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _out_dir(compiled, out: Path | None, many: bool) -> Path:  # type: ignore[no-untyped-def]
+def _out_dir(compiled: Compiled, out: Path | None, many: bool) -> Path:
     if out is None:
         return compiled.spec_path.parent / "generated"
     return out / compiled.plan.name if many else out
@@ -177,7 +180,7 @@ def _check(args: argparse.Namespace) -> int:
     from .compiler.write import compare_file, compare_tree
 
     compiled = _compile_targets(args)
-    stale = []
+    stale: list[dict[str, object]] = []
     for c in compiled:
         out = _out_dir(c, args.out, len(compiled) > 1)
         drifts = compare_tree(out, c.artifacts, _shown(out))

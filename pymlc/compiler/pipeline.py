@@ -21,7 +21,14 @@ from .lower import lower
 from .spec import Spec
 from .validate import validate_document
 
-__all__ = ["SPEC_FILE", "Compiled", "compile_spec", "ensure_no_duplicates", "find_specs", "load_spec"]
+__all__ = [
+    "SPEC_FILE",
+    "Compiled",
+    "compile_spec",
+    "ensure_no_duplicates",
+    "find_specs",
+    "load_spec",
+]
 
 SPEC_FILE = "pyml.yaml"
 # Folders never searched for specs: VCS data, environments, and our own outputs.

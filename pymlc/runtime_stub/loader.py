@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 from .config import ModelConfig
 from .contracts import DataFrameModel, TensorModel
@@ -40,7 +41,7 @@ def load_model(config: ModelConfig, model_root: Path) -> DataFrameModel | Tensor
                              f" pymlc.{base.__name__} (model.kind is {config.kind!r})")
     artifacts = Path(root) / config.artifacts
     try:
-        model: DataFrameModel | TensorModel = cls(artifacts)
+        model: DataFrameModel | TensorModel = cast(Any, cls)(artifacts)
     except Exception as exc:
         raise ModelLoadError(f"{config.module}:{config.class_name}({artifacts}) raised"
                              f" {type(exc).__name__}: {exc}") from exc

@@ -26,7 +26,7 @@ ENCODING = (
     "Tensors: `shape` and `data`, the raw little-endian row-major bytes of the elements."
 )
 
-_TENSOR_WRAPPER = {
+_TENSOR_WRAPPER: dict[str, object] = {
     "name": "Tensor",
     "doc": "A tensor: its dimensions and the raw little-endian row-major bytes of its elements.",
     "fields": ("repeated int64 shape = 1;", "bytes data = 2;"),
