@@ -1,8 +1,10 @@
 """Stage 1, load: read a YAML file into plain data plus a position for every node.
 
 Only YAML's core schema is understood. The document is *composed* (a node graph), never
-*constructed*, so a ``!!python/...`` tag is reported and never executed. Aliases are allowed, but
-the expanded document is bounded, so an alias bomb is refused after a few thousand nodes.
+*constructed*, so a ``!!python/...`` tag is reported and never executed. Aliases and merge keys
+are allowed, but the expanded size of the graph is measured before anything is expanded, so an
+alias bomb (or a recursive alias) is refused in milliseconds; nesting depth is bounded too, so a
+``[[[[...]]]]`` file cannot exhaust the interpreter's stack.
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ import yaml
 
 from .errors import Diagnostic, Level, Loc, Position, SpecError
 
-__all__ = ["MAX_NODES", "Document", "load_document", "parse_document"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "Document",
+    "load_document",
+    "parse_document",
+]
 
 MAX_NODES = 20_000
 MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
 
 _CORE_TAGS = {
     "tag:yaml.org,2002:str",
@@ -42,6 +52,8 @@ class Document:
         data: the plain Python value (dicts, lists, scalars).
         values: position of the value at each location.
         keys: position of the key at each mapping location (for unknown-key errors).
+        scalars: the source text of each scalar, as written (``3.10`` where data holds 3.1),
+            so that a message can show what the user typed.
         text: the source text, LF line endings.
     """
 
@@ -50,6 +62,7 @@ class Document:
     text: str
     values: dict[Loc, Position] = field(default_factory=dict)
     keys: dict[Loc, Position] = field(default_factory=dict)
+    scalars: dict[Loc, str] = field(default_factory=dict)
 
     def position(self, loc: Loc, *, key: bool = False) -> Position | None:
         """The position of ``loc``, or of its closest existing parent."""
@@ -68,6 +81,73 @@ def _pos(node: yaml.Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, composing only; refuses nesting deeper than ``MAX_DEPTH``."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _Refused(mark, "E006",
+                               f"the document is nested more than {MAX_DEPTH} levels deep;"
+                               " pyml.yaml needs only a few")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _Refused(Exception):
+    def __init__(self, mark: yaml.Mark, code: str, message: str) -> None:
+        self.position = Position(mark.line + 1, mark.column + 1)
+        self.code = code
+        self.message = message
+
+
+def _measure(root: yaml.Node) -> None:
+    """Refuse a graph whose expansion exceeds ``MAX_NODES``, or that contains itself.
+
+    Sizes are memoised per node, so this takes time linear in the *unexpanded* graph, before
+    any expansion (including PyYAML's merge-key flattening) can blow up.
+    """
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        if done:
+            open_nodes.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for c in _children(node))
+            if size[id(node)] > MAX_NODES:
+                raise _Refused(node.start_mark, "E006", _TOO_LARGE)
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in open_nodes:
+            raise _Refused(node.start_mark, "E006", "an alias refers to the node that contains"
+                           " it (a recursive alias); write the values out instead")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+_TOO_LARGE = (f"the document expands to more than {MAX_NODES} nodes (an alias bomb?);"
+              " write the values out instead of repeating aliases")
+
+
 class _Builder:
     def __init__(self, doc: Document, loader: yaml.SafeLoader) -> None:
         self.doc = doc
@@ -77,18 +157,20 @@ class _Builder:
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
         self.count += 1
-        if self.count > MAX_NODES:
-            raise _TooLarge(node)
+        if self.count > MAX_NODES:  # a second guard; _measure() has already bounded this
+            raise _Refused(node.start_mark, "E006", _TOO_LARGE)
         self.doc.values.setdefault(loc, _pos(node))
         if node.tag not in _CORE_TAGS:
-            self.problems.append(self.doc.error(
-                loc, "E002", f"unsupported YAML tag {node.tag!r}; pyml.yaml holds plain data only"
-                " (remove the tag)"))
+            self.problems.append(Diagnostic(
+                self.doc.file, loc, _pos(node), Level.ERROR, "E002",
+                f"unsupported YAML tag {node.tag!r}; pyml.yaml holds plain data only"
+                " (remove the tag; it is never executed)"))
             return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+        self.doc.scalars.setdefault(loc, str(node.value))
         value = self.loader.construct_object(node, deep=True)
         if isinstance(value, datetime.date):
             # A bare date would silently become a date object; keep what the user wrote.
@@ -96,69 +178,92 @@ class _Builder:
         return value
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
-        self.loader.flatten_mapping(node)  # resolves `<<` merge keys
+        own = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
+        self.loader.flatten_mapping(node)  # resolves `<<` merge keys: merged pairs come first
         result: dict[Any, Any] = {}
+        written: dict[Any, bool] = {}  # key -> whether it was written in this mapping itself
         for key_node, value_node in node.value:
             key = self.build(key_node, (*loc, "<key>"))
             if not isinstance(key, str):
-                self.problems.append(self.doc.error(
-                    loc, "E003", f"mapping key {key!r} must be a string", key=True))
+                shown = "nothing" if key is None else repr(key)
+                self.problems.append(Diagnostic(
+                    self.doc.file, loc, _pos(key_node), Level.ERROR, "E003",
+                    f"mapping key {shown} must be a plain word such as 'name'"))
                 continue
             child = (*loc, key)
-            if key in result:
+            if written.get(key):
                 self.problems.append(Diagnostic(
                     self.doc.file, child, _pos(key_node), Level.ERROR, "E004",
                     f"duplicate key {key!r}; each key may appear once (remove one)"))
                 continue
+            # A key written here overrides the same key merged in with `<<`.
+            written[key] = id(key_node) in own
             self.doc.keys[child] = _pos(key_node)
             self.doc.values[child] = _pos(value_node)
+            self.doc.scalars.pop(child, None)  # a merged value may have been overridden
             result[key] = self.build(value_node, child)
         self.doc.values.pop((*loc, "<key>"), None)
+        self.doc.scalars.pop((*loc, "<key>"), None)
         return result
-
-
-class _TooLarge(Exception):
-    def __init__(self, node: yaml.Node) -> None:
-        self.node = node
 
 
 def parse_document(text: str, file: str) -> Document:
     """Parse YAML text into a :class:`Document`.
 
     Raises:
-        SpecError: the text is not YAML, is empty, is too large, or uses unsupported tags.
+        SpecError: the text is not YAML, is empty, is too large or too deep, or uses
+            unsupported tags.
     """
     text = text.replace("\r\n", "\n")
     doc = Document(file=file, data=None, text=text)
     if len(text.encode()) > MAX_BYTES:
-        raise SpecError([doc.error((), "E001", f"file is larger than {MAX_BYTES} bytes")])
-    loader = yaml.SafeLoader(text)
+        raise SpecError([doc.error((), "E001", f"the file is larger than {MAX_BYTES} bytes;"
+                                   " a spec is a page of YAML")])
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             raise SpecError([Diagnostic(file, (), Position(1, 1), Level.ERROR, "E005",
                                         "the file is empty; start from `pymlc init NAME`")])
+        _measure(node)
         builder = _Builder(doc, loader)
         doc.data = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        position = Position(mark.line + 1, mark.column + 1) if mark else None
-        problem = exc.problem or "invalid YAML"
-        context = f" ({exc.context})" if exc.context else ""
-        raise SpecError([Diagnostic(file, (), position, Level.ERROR, "E001",
-                                    f"invalid YAML: {problem}{context}")]) from None
+        raise SpecError([_yaml_error(file, exc)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([doc.error((), "E001", f"invalid YAML: {exc}")]) from None
-    except _TooLarge as exc:
-        raise SpecError([Diagnostic(
-            file, (), _pos(exc.node), Level.ERROR, "E006",
-            f"the document expands to more than {MAX_NODES} nodes (an alias bomb?);"
-            " write the values out instead of repeating aliases")]) from None
+    except _Refused as exc:
+        raise SpecError([Diagnostic(file, (), exc.position, Level.ERROR, exc.code,
+                                    exc.message)]) from None
+    except RecursionError:  # a last resort; MAX_DEPTH and _measure() should prevent it
+        raise SpecError([doc.error((), "E006", "the document is nested too deeply")]) from None
     finally:
         loader.dispose()
     if builder.problems:
         raise SpecError(builder.problems)
     return doc
+
+
+def _yaml_error(file: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    position = Position(mark.line + 1, mark.column + 1) if mark else None
+    problem = exc.problem or "invalid YAML"
+    context = ""
+    if exc.context:
+        start = exc.context_mark
+        where = f" that starts at {start.line + 1}:{start.column + 1}" if start else ""
+        context = f" ({exc.context}{where})"
+    hint = next((fix for text, fix in _YAML_HINTS if text in problem), "")
+    return Diagnostic(file, (), position, Level.ERROR, "E001",
+                      f"invalid YAML: {problem}{context}{hint}")
+
+
+# Short fixes for the YAML mistakes people make most: (part of PyYAML's problem, fix).
+_YAML_HINTS = (
+    ("'\\t' that cannot start any token", "; indent with spaces, not tabs"),
+    ("mapping values are not allowed here", "; quote a value that contains ': '"),
+    ("expected a single document", "; keep one document per file (remove the extra '---')"),
+)
 
 
 def load_document(path: Path, display: str | None = None) -> Document:

@@ -30,14 +30,17 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+# Lowercase, and not ending in "-": Docker repositories and DNS labels refuse a trailing dash.
+NAME_PATTERN = r"^[a-z]([a-z0-9-]*[a-z0-9])?$"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
 )
 _PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
-_ENTRYPOINT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+_ENTRYPOINT = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
 _PYTHON = re.compile(r"^3\.(1[0-9]|[89])$")
 _IMAGE_REF = re.compile(
     r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
@@ -139,9 +142,20 @@ def _socket(value: str) -> str:
     return value
 
 
+# Control characters (but tab, newline and carriage return), lone surrogates, and the
+# bidirectional overrides that make text read differently from what it is ("Trojan Source").
+_FORBIDDEN_TEXT = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
+)
+
+
 def _free_text(value: str) -> str:
     if len(value) > _FREE_TEXT_MAX:
-        raise _fail("pyml_text", f"text is longer than {_FREE_TEXT_MAX} characters")
+        raise _fail("pyml_text", f"text is longer than {_FREE_TEXT_MAX} characters; shorten it")
+    bad = _FORBIDDEN_TEXT.search(value)
+    if bad:
+        raise _fail("pyml_text", f"text contains the control character U+{ord(bad.group()):04X}"
+                    f" at offset {bad.start()}; remove it (plain text, tabs and line breaks only)")
     return value
 
 
