@@ -247,15 +247,17 @@ def parse_document(text: str, file: str) -> Document:
 def _yaml_error(file: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     position = Position(mark.line + 1, mark.column + 1) if mark else None
-    problem = exc.problem or "invalid YAML"
-    context = ""
-    if exc.context:
-        start = exc.context_mark
-        where = f" that starts at {start.line + 1}:{start.column + 1}" if start else ""
-        context = f" ({exc.context}{where})"
-    hint = next((fix for text, fix in _YAML_HINTS if text in problem), "")
-    return Diagnostic(file, (), position, Level.ERROR, "E001",
-                      f"invalid YAML: {problem}{context}{hint}")
+    problem = exc.problem or "not valid YAML"
+    start = exc.context_mark
+    where = f" (started at {start.line + 1}:{start.column + 1})" if start else ""
+    if exc.context and problem.startswith("but "):  # "expected X ..., but found Y"
+        message = f"{exc.context}{where}, {problem}"
+    elif exc.context:
+        message = f"{problem} ({exc.context}{where.replace(' (', ' ').rstrip(')')})"
+    else:
+        message = problem
+    hint = next((fix for text, fix in _YAML_HINTS if text in message), "")
+    return Diagnostic(file, (), position, Level.ERROR, "E001", f"invalid YAML: {message}{hint}")
 
 
 # Short fixes for the YAML mistakes people make most: (part of PyYAML's problem, fix).

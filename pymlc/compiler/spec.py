@@ -101,10 +101,12 @@ def _semver(value: str) -> str:
 
 
 def _relative_path(value: str) -> str:
-    parts = value.rstrip("/").split("/")
-    if value.startswith("/") or ".." in parts:
-        raise _fail("pyml_path", f"path {value!r} leaves the spec's folder; use a path relative to"
-                    " the folder of pyml.yaml, without '..'")
+    if value.startswith("/"):
+        raise _fail("pyml_path", f"absolute path {value!r}: files must be inside the spec's"
+                    " folder; use a path relative to the folder of pyml.yaml")
+    if ".." in value.rstrip("/").split("/"):
+        raise _fail("pyml_path", f"path {value!r} leaves the spec's folder through '..'; use a"
+                    " path inside the folder of pyml.yaml")
     if not _PATH.match(value):
         raise _fail("pyml_path", f"path {value!r} has unsupported characters; use letters, digits,"
                     " '.', '_', '-' and '/'")

@@ -224,6 +224,9 @@ def _wrong_type(doc: Document, loc: Loc, kind: str, value: Any) -> str:
 
 def _type_hint(doc: Document, loc: Loc, kind: str, value: Any) -> str:
     raw = doc.scalars.get(loc)
+    if value is None:
+        example = _REQUIRED_EXAMPLES.get(_shape(loc))
+        return f"; write e.g. `{example}`" if example else "; give it a value or remove the key"
     if kind == "list_type" and isinstance(value, dict):
         return "; start each item on its own line with '- '"
     if kind == "string_type" and isinstance(value, int | float) and raw is not None:
