@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_diff import register as _register_diff
+from .cli_image import register as _register_image
 from .compiler.errors import Diagnostic, Level, PymlcError, SpecError
 from .console import emit_json, err, print_diagnostics, say
 
@@ -102,6 +103,7 @@ def _register_schema(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _register_init, _register_build, _register_schema,
     _register_diff,
+    _register_image,
 ]
 
 

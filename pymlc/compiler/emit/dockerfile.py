@@ -13,7 +13,7 @@ import posixpath
 from ..ir import BuildPlan
 from .base import Artifact, header, render, shell_quote
 
-__all__ = ["CONTEXT_DIRS", "IGNORE_PATTERNS", "UID", "emit_dockerfile"]
+__all__ = ["CONTEXT_DIRS", "IGNORE_PATTERNS", "UID", "emit_dockerfile", "image_labels"]
 
 UID = 10001
 # The build context `pymlc image` assembles; the Dockerfile's COPY lines rely on these folders.
@@ -52,7 +52,7 @@ def _dockerfile(plan: BuildPlan) -> str:
         requirements=_in_model(model.requirements),
         runtime_requirements=_pip_args(plan.image.runtime_requirements),
         batch_requirements=_pip_args(plan.image.batch_requirements),
-        labels=_labels(plan),
+        labels=image_labels(plan),
         socket_dir=posixpath.dirname(plan.serving.socket),
         uid=UID,
     )
@@ -66,7 +66,8 @@ def _pip_args(requirements: tuple[str, ...]) -> str:
     return " ".join(shell_quote(r) for r in requirements)
 
 
-def _labels(plan: BuildPlan) -> list[tuple[str, str]]:
+def image_labels(plan: BuildPlan) -> list[tuple[str, str]]:
+    """The image's labels; `pymlc image` also passes them to the build so they always land."""
     return [
         ("org.opencontainers.image.title", plan.name),
         ("org.opencontainers.image.version", plan.version),

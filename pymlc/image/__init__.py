@@ -1,0 +1,34 @@
+"""The image backend of ``pymlc image``: a build context from a fresh compile, built for real
+through the Docker engine (the ``docker`` SDK, classic builder) with progress streamed.
+
+Host-side only, like the compiler: nothing here is copied into images.
+"""
+
+from __future__ import annotations
+
+from .build import (
+    BuildError,
+    BuildProgress,
+    BuiltImage,
+    EngineUnavailableError,
+    ImageError,
+    Step,
+    build_image,
+    connect,
+    image_tags,
+)
+from .context import RUNTIME_PARTS, assemble_context
+
+__all__ = [
+    "RUNTIME_PARTS",
+    "BuildError",
+    "BuildProgress",
+    "BuiltImage",
+    "EngineUnavailableError",
+    "ImageError",
+    "Step",
+    "assemble_context",
+    "build_image",
+    "connect",
+    "image_tags",
+]
