@@ -68,14 +68,30 @@ def proto_comment(value: object, indent: str = "") -> str:
     return "\n".join(f"{indent}// {line}".rstrip() for line in lines)
 
 
+_NON_ASCII = re.compile(r"[^\x20-\x7e]")
+
+
+def _ascii_quoted(value: object) -> str:
+    # JSON escapes quotes, backslashes and control characters; everything beyond ASCII becomes
+    # \uXXXX, or \UXXXXXXXX outside the BMP: Python and YAML read JSON's surrogate pairs as two
+    # lone surrogates, not as one character.
+    text = json.dumps(str(value), ensure_ascii=False)
+    return _NON_ASCII.sub(_escape_char, text)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def py_str(value: object) -> str:
     """A Python string literal (ASCII only, so no odd line separators reach the file)."""
-    return json.dumps(str(value), ensure_ascii=True)
+    return _ascii_quoted(value)
 
 
 def yaml_str(value: object) -> str:
-    """A YAML double-quoted scalar; JSON's string syntax is a subset of YAML's."""
-    return json.dumps(str(value), ensure_ascii=True)
+    """A YAML double-quoted scalar (ASCII only); JSON's string syntax is a subset of YAML's."""
+    return _ascii_quoted(value)
 
 
 def render_json(data: Any) -> str:
