@@ -94,12 +94,21 @@ class _Loader(yaml.SafeLoader):
         try:
             if self.depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                raise _Refused(mark, "E006",
-                               f"the document is nested more than {MAX_DEPTH} levels deep;"
-                               " pyml.yaml needs only a few")
+                raise _Refused(mark, "E006", _TOO_DEEP)
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
+
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # Refused here, in the scanner, because PyYAML looks ~1000 characters ahead for each
+        # open bracket (a possible simple key): `[[[[...` would cost a second before compose.
+        if self.flow_level >= MAX_DEPTH:
+            raise _Refused(self.get_mark(), "E006", _TOO_DEEP)
+        super().fetch_flow_collection_start(TokenClass)
+
+
+_TOO_DEEP = f"the document is nested more than {MAX_DEPTH} levels deep; pyml.yaml needs only a few"
 
 
 class _Refused(Exception):
@@ -222,7 +231,7 @@ def parse_document(text: str, file: str) -> Document:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        if node is None:
+        if node is None or (node.tag == "tag:yaml.org,2002:null" and not node.value):
             raise SpecError([Diagnostic(file, (), Position(1, 1), Level.ERROR, "E005",
                                         "the file is empty; start from `pymlc init NAME`")])
         _measure(node)
