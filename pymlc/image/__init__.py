@@ -7,6 +7,7 @@ Host-side only, like the compiler: nothing here is copied into images.
 from __future__ import annotations
 
 from .build import (
+    TARGETS,
     BuildError,
     BuildProgress,
     BuiltImage,
@@ -21,6 +22,7 @@ from .context import RUNTIME_PARTS, assemble_context
 
 __all__ = [
     "RUNTIME_PARTS",
+    "TARGETS",
     "BuildError",
     "BuildProgress",
     "BuiltImage",

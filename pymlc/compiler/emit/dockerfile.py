@@ -67,7 +67,7 @@ def _pip_args(requirements: tuple[str, ...]) -> str:
 
 
 def image_labels(plan: BuildPlan) -> list[tuple[str, str]]:
-    """The image's labels; `pymlc image` also passes them to the build so they always land."""
+    """The image's labels; `pymlc image` checks that the built image carries exactly these."""
     return [
         ("org.opencontainers.image.title", plan.name),
         ("org.opencontainers.image.version", plan.version),
