@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cli_batch import register as _register_batch
 from .cli_diff import register as _register_diff
 from .cli_image import register as _register_image
 from .compiler.errors import Diagnostic, Level, PymlcError, SpecError
@@ -104,6 +105,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     _register_init, _register_build, _register_schema,
     _register_diff,
     _register_image,
+    _register_batch,
 ]
 
 

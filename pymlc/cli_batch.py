@@ -1,0 +1,102 @@
+"""``pymlc batch``: run the generated Spark job locally, a SQL query in and a Hive table out.
+
+The spec is compiled in memory; its generated ``batch_job.py`` (from the spec's ``generated/``
+when that is up to date, else from a temporary folder) runs in a child Python with
+``PYML_MODEL_ROOT`` set to the spec's folder and this interpreter as Spark's Python, so the job
+is exactly the one ``spark-submit`` runs on a cluster. Its progress streams through unchanged.
+Exit codes are the job's: 0 ok; 1 invalid query or failed job (the table is unchanged); 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+from .console import say
+
+if TYPE_CHECKING:
+    from .compiler.pipeline import Compiled
+
+__all__ = ["register"]
+
+_SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+_JOB = "batch_job.py"
+
+
+def register(sub: _SubParsers) -> None:
+    """Add the ``batch`` command to the ``pymlc`` parser."""
+    p = sub.add_parser(
+        "batch", help="score a SQL query's rows into a table, with local Spark + embedded Hive",
+        description="Run the model's batch job locally: the query's rows through the model"
+                    " into DB.TABLE, atomically (a failed job leaves the table as it was).",
+        epilog="example: pymlc batch --query \"SELECT * FROM parquet.`trips.parquet`\""
+               " --output-table scores.fares")
+    p.add_argument("spec", nargs="?", type=Path, default=Path("pyml.yaml"), metavar="SPEC",
+                   help="the model's spec (default: ./pyml.yaml)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--query", help="Spark SQL query whose rows are scored")
+    source.add_argument("--query-file", type=Path, metavar="FILE", help="file holding the query")
+    p.add_argument("--output-table", required=True, metavar="DB.TABLE")
+    p.add_argument("--mode", choices=("overwrite", "append"),
+                   help="default: the spec's batch.write_mode")
+    p.add_argument("--warehouse", type=Path, metavar="DIR",
+                   help="local warehouse + metastore folder (default: ./.pyml-warehouse)")
+    p.add_argument("--master", help="Spark master (default: local[*])")
+    p.set_defaults(handler=_batch)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .compiler.pipeline import compile_spec
+
+    compiled = compile_spec(args.spec, display=_shown(args.spec))
+    with _generated(compiled) as folder:
+        command = [sys.executable, str(folder / _JOB), *_job_arguments(args)]
+        env = {
+            **os.environ,
+            "PYML_MODEL_ROOT": str(compiled.spec_path.parent.resolve()),
+            "PYSPARK_PYTHON": sys.executable,
+            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        }
+        return subprocess.run(command, env=env, check=False).returncode
+
+
+def _job_arguments(args: argparse.Namespace) -> list[str]:
+    given = {
+        "--query": args.query,
+        "--query-file": args.query_file,
+        "--output-table": args.output_table,
+        "--mode": args.mode,
+        "--warehouse": args.warehouse,
+        "--master": args.master,
+    }
+    return [item for flag, value in given.items() if value is not None
+            for item in (flag, str(value))]
+
+
+@contextmanager
+def _generated(compiled: Compiled) -> Iterator[Path]:
+    """The spec's ``generated/`` if it matches a fresh build, else a temporary build."""
+    from .compiler.write import compare_tree, write_tree
+
+    committed = compiled.spec_path.parent / "generated"
+    if committed.is_dir() and not compare_tree(committed, compiled.artifacts, str(committed)):
+        yield committed
+        return
+    say(f"{_shown(committed)} is missing or out of date; running a fresh build of the job")
+    with tempfile.TemporaryDirectory(prefix="pymlc-batch-") as tmp:
+        write_tree(Path(tmp), compiled.artifacts)
+        yield Path(tmp)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)

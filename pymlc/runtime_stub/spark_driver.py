@@ -1,0 +1,236 @@
+"""The batch driver: a SQL query in, the model's predictions out, into a table, atomically.
+
+The generated ``batch_job.py`` calls :func:`main`. Steps, in this order:
+
+1. start Spark (local with an embedded Hive metastore, or whatever spark-submit provides);
+2. analyse the query (its schema only, no Spark job) and check it against the spec's inputs,
+   its passthrough columns and the destination table: every problem reported at once, exit 1,
+   nothing written;
+3. score with ``mapInArrow``: inputs cast up to the spec's types in Spark, Arrow batches of
+   ``batch.rows_per_batch`` rows, the model loaded once per Python worker, every batch through
+   ``Predictor.predict_frame`` (the server's own call path), passthrough columns beside (see
+   ``spark_score`` for why Arrow batches rather than ``mapInPandas``' frames);
+4. write a staging table, check its row count, swap it in (see ``spark_table``).
+
+Exit codes: 0 ok; 1 invalid query or failed job (the destination is unchanged); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import ROOT_ENV, ConfigError, ModelConfig, model_root_from_env
+from .spark_plan import Column, JobPlan, PlanError, check_destination, plan_job
+from .spark_score import PASSTHROUGH_PREFIX, score_batches
+from .spark_session import (
+    DEFAULT_WAREHOUSE,
+    Progress,
+    elapsed,
+    is_local,
+    start_session,
+    warn,
+)
+from .spark_table import TableName, WriteError, describe_table, write_atomically
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_LARGE_VAR_TYPES = "spark.sql.execution.arrow.useLargeVarTypes"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The last "SomeError: message" line of a Python traceback relayed by Spark.
+_PYTHON_ERROR = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$", re.MULTILINE)
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits by itself; we return EXIT_USAGE
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def main(argv: Sequence[str], *, config_path: Path | str) -> int:
+    """Run one batch job.
+
+    Args:
+        argv: ``--query SQL | --query-file F``, ``--output-table DB.TABLE``, and optionally
+            ``--mode overwrite|append``, ``--warehouse DIR``, ``--master URL``.
+        config_path: the generated ``model.json``.
+
+    Returns:
+        The exit code: 0 ok, 1 invalid query or failed job, 2 usage error.
+    """
+    try:
+        args = _parser().parse_args(list(argv))
+        dest = _table_name(args.output_table)
+        query = _query(args)
+        config = ModelConfig.load(config_path)
+        root = Path(args.model_root) if args.model_root else model_root_from_env()
+    except _UsageError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_USAGE
+    except ConfigError as exc:
+        warn(f"error: {exc}")
+        return EXIT_USAGE
+    if config.kind != "dataframe":
+        warn(f"error: {config.name} is a {config.kind} model; batch scoring from SQL needs"
+             " model.kind: dataframe")
+        return EXIT_FAILED
+    return _run(args, config, root, query, dest)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="batch_job.py", description="Score a SQL query's rows into a table.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--query", help="Spark SQL query whose rows are scored")
+    source.add_argument("--query-file", type=Path, help="file holding the query")
+    p.add_argument("--output-table", required=True, metavar="DB.TABLE")
+    p.add_argument("--mode", choices=("overwrite", "append"),
+                   help="overwrite (default: the spec's batch.write_mode) or append")
+    p.add_argument("--warehouse", type=Path, default=Path(DEFAULT_WAREHOUSE),
+                   help=f"local warehouse and metastore folder (default: ./{DEFAULT_WAREHOUSE})")
+    p.add_argument("--master", help="Spark master (default: local[*], or spark-submit's)")
+    p.add_argument("--model-root", help=f"the spec's folder (default: ${ROOT_ENV})")
+    return p
+
+
+def _table_name(text: str) -> TableName:
+    parts = text.split(".")
+    if len(parts) > 2 or not all(_IDENTIFIER.fullmatch(p) for p in parts):
+        raise _UsageError(f"--output-table {text!r}: expected DB.TABLE or TABLE, letters,"
+                          " digits and underscores")
+    return TableName.parse(text)
+
+
+def _query(args: argparse.Namespace) -> str:
+    if args.query_file is None:
+        text = str(args.query)
+    else:
+        try:
+            text = args.query_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise _UsageError(f"--query-file {args.query_file}: {exc.strerror}") from None
+    text = text.strip().rstrip(";").strip()
+    if not text:
+        raise _UsageError("the query is empty")
+    return text
+
+
+def _run(args: argparse.Namespace, config: ModelConfig, root: Path, query: str,
+         dest: TableName) -> int:
+    mode = args.mode or config.batch.write_mode
+    started = time.perf_counter()
+    warn(f"starting Spark ({args.master or 'local[*]'})")
+    spark = start_session(app=f"pymlc-batch-{config.name}", master=args.master,
+                          warehouse=args.warehouse, rows_per_batch=config.batch.rows_per_batch)
+    warn(f"Spark ready in {elapsed(started):.1f} s")
+    try:
+        try:
+            plan = _analyse(spark, config, query, dest)
+        except PlanError as exc:
+            _report_plan(exc, dest)
+            return EXIT_FAILED
+        except Exception as exc:  # Spark's AnalysisException, ParseException, ...
+            warn(f"error: the query cannot be analysed: {_short(exc)}")
+            return EXIT_FAILED
+        return _score(spark, config, root, query, plan, dest, mode)
+    finally:
+        if is_local(args.master):
+            spark.stop()  # releases the Derby metastore folder for the next job
+
+
+def _analyse(spark: SparkSession, config: ModelConfig, query: str, dest: TableName) -> JobPlan:
+    schema = spark.sql(query).schema  # analysis only: no job runs
+    columns = [Column(f.name, f.dataType.simpleString(), f.nullable) for f in schema.fields]
+    plan = plan_job(config, columns)
+    check_destination(str(dest), plan, describe_table(spark, dest))
+    warn(f"query checked: {len(plan.inputs)} inputs, {len(plan.passthrough)} passthrough")
+    return plan
+
+
+def _report_plan(exc: PlanError, dest: TableName) -> None:
+    count = len(exc.problems)
+    warn(f"error: the query does not fit the spec ({count} problem{'s' * (count != 1)});"
+         f" nothing was written to {dest}")
+    for problem in exc.problems:
+        sys.stderr.write(f"  - {problem}\n")
+
+
+def _score(spark: SparkSession, config: ModelConfig, root: Path, query: str, plan: JobPlan,
+           dest: TableName, mode: str) -> int:
+    rows = spark.sparkContext.accumulator(0)
+    scored = _scored_frame(spark, config, root, query, plan, rows)
+    started = time.perf_counter()
+    try:
+        with Progress(spark, lambda: int(rows.value)):
+            written = write_atomically(spark, scored, dest, mode=mode, say=warn,
+                                       scored_rows=lambda: int(rows.value))
+    except WriteError as exc:
+        warn(f"error: {exc}")
+        return EXIT_FAILED
+    except Exception as exc:  # the model's error, relayed by Spark, or any Spark failure
+        warn(f"error: the job failed: {_short(exc)}")
+        warn(f"{dest} was left as it was")
+        return EXIT_FAILED
+    seconds = elapsed(started)
+    warn(f"done: {written} rows {'appended to' if mode == 'append' else 'written to'} {dest}"
+         f" in {seconds:.1f} s ({written / max(seconds, 1e-9):,.0f} rows/s)")
+    return EXIT_OK
+
+
+def _scored_frame(spark: SparkSession, config: ModelConfig, root: Path, query: str,
+                  plan: JobPlan, rows: Any) -> DataFrame:
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    # Safe casts (narrower types of the same family) happen here, in Spark.
+    selected = [F.col(_quoted(source)).cast(spark_type).alias(field.name)
+                for source, field, spark_type in plan.inputs]
+    selected += [F.col(_quoted(source)).alias(PASSTHROUGH_PREFIX + name)
+                 for source, name in plan.passthrough]
+    schema = T.StructType([T.StructField(c.name, _parse_type(c.spark_type), True)
+                           for c in plan.output])
+    arrow_schema = to_arrow_schema(
+        schema, timezone=spark.conf.get("spark.sql.session.timeZone"),
+        prefers_large_types=spark.conf.get(_LARGE_VAR_TYPES, "false") == "true")
+    fn = functools.partial(score_batches, config_path=str(config.path),
+                           model_root=str(root.resolve()),
+                           inputs=tuple(f.name for _, f, _ in plan.inputs),
+                           passthrough=tuple(name for _, name in plan.passthrough),
+                           schema=arrow_schema,
+                           nullable=tuple(f.nullable for f in config.outputs), rows=rows)
+    return spark.sql(query).select(*selected).mapInArrow(fn, schema)
+
+
+def _parse_type(spark_type: str) -> Any:
+    from pyspark.sql.types import _parse_datatype_string
+
+    return _parse_datatype_string(spark_type)
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _short(exc: BaseException) -> str:
+    """The gist of a Spark error: the Python exception a worker raised, else the first line."""
+    text = str(exc)
+    found = _PYTHON_ERROR.findall(text)
+    if found:
+        kind, message = found[-1]
+        return f"{kind}: {message.strip()}"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:2000]
+
