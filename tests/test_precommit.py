@@ -1,0 +1,98 @@
+"""The pre-commit hooks of .pre-commit-hooks.yaml, run for real with ``pre-commit try-repo``.
+
+try-repo installs this repository (HEAD plus uncommitted edits of tracked files) into a fresh
+virtualenv with pip, as a user's ``pre-commit install`` would, then runs the hook in a
+temporary git repository holding a model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "specs" / "fare-estimator"
+IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **IDENTITY, "NO_COLOR": "1"}
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+def try_repo(hook: str | None, repo: Path) -> subprocess.CompletedProcess[str]:
+    """``pre-commit try-repo ROOT [HOOK] --all-files`` in ``repo``; no HOOK runs them all."""
+    hooks = [hook] if hook else []
+    return run(sys.executable, "-m", "pre_commit", "try-repo", ROOT, *hooks, "--all-files",
+               "--color", "never", cwd=repo)
+
+
+def test_hooks_manifest_offers_both_hooks() -> None:
+    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert set(hooks) == {"pymlc-check", "pymlc-validate"}
+    assert all(h["language"] == "python" for h in hooks.values())
+    assert hooks["pymlc-check"]["pass_filenames"] is False
+    assert hooks["pymlc-validate"]["pass_filenames"] is True
+
+
+def model(repo: Path, folder: str, name: str) -> Path:
+    target = repo / "models" / folder
+    shutil.copytree(EXAMPLE, target,
+                    ignore=shutil.ignore_patterns("generated", "*.joblib", "__pycache__"))
+    spec = target / "pyml.yaml"
+    spec.write_text(spec.read_text().replace("name: fare-estimator", f"name: {name}"))
+    return spec
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository holding two built and committed models, in models/fare and models/tips."""
+    root = tmp_path / "repo"
+    model(root, "fare", "fare-estimator")
+    model(root, "tips", "tip-estimator")
+    assert run("git", "init", "-q", cwd=root).returncode == 0
+    built = run(sys.executable, "-m", "pymlc", "build", ".", cwd=root)
+    assert built.returncode == 0, built.stderr
+    run("git", "add", "-A", cwd=root)
+    assert run("git", "commit", "-q", "-m", "two models", cwd=root).returncode == 0
+    return root
+
+
+def stage(repo: Path, spec: Path, old: str, new: str) -> None:
+    text = spec.read_text()
+    assert old in text
+    spec.write_text(text.replace(old, new))
+    run("git", "add", "-A", cwd=repo)  # pre-commit stashes unstaged edits: stage them
+
+
+# try-repo always installs the hooks' environment afresh (~40 s with a warm pip cache), so
+# each test makes one call and asserts everything it can about it.
+
+def test_all_hooks_pass_the_fresh_model_and_check_fails_the_stale_one(repo: Path) -> None:
+    stage(repo, repo / "models" / "tips" / "pyml.yaml", "timeout_ms: 1000", "timeout_ms: 250")
+    done = try_repo(None, repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    results = {line.split(".")[0]: line for line in done.stdout.splitlines()
+               if line.endswith(("Passed", "Failed"))}
+    assert results["pymlc validate"].endswith("Passed")
+    assert results["pymlc check (generated artifacts are up to date)"].endswith("Failed")
+    assert "models/tips/generated/serving.yaml" in done.stdout
+    assert "models/fare/" not in done.stdout
+    assert "1 of 2 model(s) out of date" in done.stdout
+
+
+def test_validate_hook_reports_the_bad_field(repo: Path) -> None:
+    stage(repo, repo / "models" / "fare" / "pyml.yaml", "type: int32}", "type: flaot64}")
+    bad = try_repo("pymlc-validate", repo)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "models/fare/pyml.yaml:" in bad.stdout and "inputs[2].type" in bad.stdout
+    assert "'float64'" in bad.stdout
+    assert "models/tips/pyml.yaml" not in bad.stdout
