@@ -37,6 +37,10 @@ class Predictor:
         config: the model's ``model.json``.
         model_root: the spec's folder (holds the model module and its artifacts).
 
+    Attributes:
+        input_columns, output_columns: the spec's columns (dataframe models; else empty).
+        input_tensors, output_tensors: the spec's tensors (tensor models; else empty).
+
     Raises:
         ModelLoadError: the model could not be imported or constructed.
 
@@ -48,10 +52,10 @@ class Predictor:
     def __init__(self, config: ModelConfig, model_root: Path) -> None:
         self.config = config
         self.model: DataFrameModel | TensorModel = load_model(config, model_root)
-        self._columns_in = column_specs(config.inputs) if config.kind == "dataframe" else ()
-        self._columns_out = column_specs(config.outputs) if config.kind == "dataframe" else ()
-        self._tensors_in = tensor_specs(config.inputs) if config.kind == "tensor" else ()
-        self._tensors_out = tensor_specs(config.outputs) if config.kind == "tensor" else ()
+        self.input_columns = column_specs(config.inputs) if config.kind == "dataframe" else ()
+        self.output_columns = column_specs(config.outputs) if config.kind == "dataframe" else ()
+        self.input_tensors = tensor_specs(config.inputs) if config.kind == "tensor" else ()
+        self.output_tensors = tensor_specs(config.outputs) if config.kind == "tensor" else ()
 
     def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """Score a DataFrame with a dataframe model.
@@ -92,10 +96,10 @@ class Predictor:
         model = self.model
         if not isinstance(model, DataFrameModel):
             raise TypeError(f"{self.config.name} is a tensor model; call predict_tensors")
-        frame = conform_columns(columns, self._columns_in)
+        frame = conform_columns(columns, self.input_columns)
         if len(frame) == 0:  # nothing to score: many models reject empty input
-            return _empty(self._columns_out)
-        return check_output_columns(model.predict(frame), self._columns_out, len(frame))
+            return _empty(self.output_columns)
+        return check_output_columns(model.predict(frame), self.output_columns, len(frame))
 
     def predict_tensors(self, tensors: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         """Score named tensors with a tensor model.
@@ -115,8 +119,8 @@ class Predictor:
         model = self.model
         if not isinstance(model, TensorModel):
             raise TypeError(f"{self.config.name} is a dataframe model; call predict_frame")
-        arrays = conform_tensors(tensors, self._tensors_in)
-        return check_output_tensors(model.predict(arrays), self._tensors_out)
+        arrays = conform_tensors(tensors, self.input_tensors)
+        return check_output_tensors(model.predict(arrays), self.output_tensors)
 
 
 def _empty(specs: Any) -> pd.DataFrame:

@@ -1,0 +1,276 @@
+"""The Open Inference Protocol v2 (``inference.GRPCInferenceService``): codec and service.
+
+Existing OIP clients (tritonclient, KServe's) work against any pymlc model:
+
+* a tensor model's inputs and outputs are OIP tensors of the spec's datatype and shape;
+* a dataframe model's columns are 1-D tensors of shape ``[rows]``: strings and binary as BYTES,
+  dates as INT32 days and timestamps as INT64 microseconds since the epoch (UTC). A nullable
+  column may come with a BOOL tensor ``<column>.nulls`` (one flag per row); nullable outputs
+  always have one.
+
+Inputs may use ``raw_input_contents`` (what tritonclient sends) or typed ``contents``; outputs
+are always raw. Conversion to the spec's dtypes is left to ``checks``, as for the typed proto.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .checks import ColumnSpec, InputError, TensorSpec
+from .codecs import from_bytes, wire_to_values, with_nulls
+from .config import ModelConfig
+from .proto import grpc_predict_v2_pb2 as pb
+from .types import OIP_DATATYPES
+
+__all__ = [
+    "NULLS_SUFFIX",
+    "SERVICE",
+    "columns_from_oip",
+    "columns_to_oip",
+    "model_metadata",
+    "output_names",
+    "tensors_from_oip",
+    "tensors_to_oip",
+]
+
+SERVICE = "inference.GRPCInferenceService"
+NULLS_SUFFIX = ".nulls"
+_LENGTH = struct.Struct("<I")
+
+
+def tensors_from_oip(request: pb.ModelInferRequest) -> dict[str, np.ndarray[Any, Any]]:
+    """Every input of an OIP request as a numpy array of its declared datatype and shape.
+
+    Args:
+        request: the parsed ``ModelInferRequest``.
+
+    Returns:
+        Input name -> array (BYTES as an object array of ``bytes``); raw inputs without a copy.
+
+    Raises:
+        InputError: unknown datatype, contents that do not match the shape, duplicate names, or
+            ``raw_input_contents`` not matching ``inputs`` one to one.
+    """
+    raw = request.raw_input_contents
+    if len(raw) and len(raw) != len(request.inputs):
+        raise InputError([f"raw_input_contents has {len(raw)} entries for {len(request.inputs)}"
+                          " inputs; send one per input, in the order of `inputs`"])
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    problems: list[str] = []
+    for i, tensor in enumerate(request.inputs):
+        if tensor.name in arrays:
+            problems.append(f"{tensor.name}: sent twice")
+            continue
+        try:
+            arrays[tensor.name] = _decode(tensor, raw[i] if len(raw) else None)
+        except ValueError as exc:
+            problems.append(f"{tensor.name}: {exc}")
+    if problems:
+        raise InputError(problems)
+    return arrays
+
+
+def _decode(tensor: Any, raw: bytes | None) -> np.ndarray[Any, Any]:
+    row = OIP_DATATYPES.get(tensor.datatype)
+    if row is None:
+        raise ValueError(f"unknown datatype {tensor.datatype!r}; one of"
+                         f" {', '.join(OIP_DATATYPES)}")
+    shape = tuple(tensor.shape)
+    if row.name == "BYTES":
+        items = _split_bytes(raw) if raw is not None else list(tensor.contents.bytes_contents)
+        return _shaped(np.array(items, dtype=object), shape, row.name)
+    if raw is not None:
+        return from_bytes(raw, np.dtype(row.numpy), shape)
+    if not row.contents:
+        raise ValueError(f"{row.name} travels only in raw_input_contents")
+    values = getattr(tensor.contents, row.contents)
+    try:
+        array = np.fromiter(values, dtype=row.numpy, count=len(values))
+    except OverflowError as exc:
+        raise ValueError(f"{row.contents} holds values outside {row.name}: {exc}") from None
+    return _shaped(array, shape, row.name)
+
+
+def _shaped(array: np.ndarray[Any, Any], shape: tuple[int, ...],
+            datatype: str) -> np.ndarray[Any, Any]:
+    count = int(np.prod(shape, dtype=np.int64))
+    if any(d < 0 for d in shape) or count != len(array):
+        raise ValueError(f"{len(array)} {datatype} elements do not fill shape {list(shape)}")
+    return array.reshape(shape)
+
+
+def _split_bytes(raw: bytes) -> list[bytes]:
+    """Elements of a raw BYTES tensor: each a 4-byte little-endian length, then the bytes."""
+    items, offset, view = [], 0, memoryview(raw)
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise ValueError("raw BYTES contents end inside a length prefix")
+        (size,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise ValueError("raw BYTES contents end inside an element")
+        items.append(bytes(view[offset:offset + size]))
+        offset += size
+    return items
+
+
+def columns_from_oip(request: pb.ModelInferRequest,
+                     specs: Sequence[ColumnSpec]) -> dict[str, Any]:
+    """The columns of a dataframe model from an OIP request (1-D tensors, ``.nulls`` flags).
+
+    Args:
+        request: the parsed ``ModelInferRequest``.
+        specs: the spec's inputs.
+
+    Returns:
+        Column name -> values for ``Predictor.predict_columns``; unknown names are kept so that
+        the checks report them.
+
+    Raises:
+        InputError: a tensor is not 1-D, a string is not UTF-8, or ``.nulls`` flags are malformed.
+    """
+    arrays = tensors_from_oip(request)
+    by_name = {s.name: s for s in specs}
+    columns: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, array in arrays.items():
+        spec = by_name.get(name)
+        if spec is None:
+            if not _is_nulls_of(name, by_name):
+                columns[name] = array
+            continue
+        try:
+            columns[name] = _column(array, spec, arrays.get(name + NULLS_SUFFIX))
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise InputError(problems)
+    return columns
+
+
+def _is_nulls_of(name: str, by_name: Mapping[str, ColumnSpec]) -> bool:
+    spec = by_name.get(name.removesuffix(NULLS_SUFFIX)) if name.endswith(NULLS_SUFFIX) else None
+    return spec is not None and spec.nullable
+
+
+def _column(array: np.ndarray[Any, Any], spec: ColumnSpec,
+            nulls: np.ndarray[Any, Any] | None) -> Any:
+    if array.ndim != 1:
+        raise ValueError(f"shape {list(array.shape)}: a column is a 1-D tensor of shape [rows]")
+    if spec.type.family == "string" and array.dtype == object:
+        try:
+            array = np.array([v.decode("utf-8") for v in array], dtype=object)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"BYTES element is not UTF-8 text: {exc}") from None
+    values = wire_to_values(array, spec)
+    if nulls is None or not spec.nullable:
+        return values
+    if nulls.dtype != bool or nulls.shape != values.shape:
+        raise ValueError(f"{spec.name}{NULLS_SUFFIX} must be BOOL of shape"
+                         f" {list(values.shape)}, got {nulls.dtype} {list(nulls.shape)}")
+    return with_nulls(values, nulls, spec)
+
+
+def columns_to_oip(response: pb.ModelInferResponse, frame: pd.DataFrame,
+                   specs: Sequence[ColumnSpec], requested: Sequence[str]) -> None:
+    """Append a dataframe model's outputs to ``response`` as raw 1-D tensors.
+
+    Args:
+        response: the response being built.
+        frame: the checked outputs.
+        specs: the spec's outputs.
+        requested: output names the client asked for (empty: all).
+    """
+    for spec in specs:
+        if requested and spec.name not in requested:
+            continue
+        column = frame[spec.name]
+        nulls = np.asarray(column.isna(), dtype=bool) if spec.nullable else None
+        _add(response, spec.name, spec.type.oip, [len(column)], _column_raw(column, spec, nulls))
+        if nulls is not None:
+            _add(response, spec.name + NULLS_SUFFIX, "BOOL", [len(column)], nulls.tobytes())
+
+
+def _column_raw(column: pd.Series, spec: ColumnSpec, nulls: np.ndarray[Any, Any] | None) -> bytes:
+    numpy = OIP_DATATYPES[spec.type.oip].numpy
+    if numpy == "object":
+        values = column.to_numpy(dtype=object).tolist()
+        flags = nulls.tolist() if nulls is not None else [False] * len(values)
+        return _join_bytes([b"" if null else _as_bytes(v)
+                            for v, null in zip(values, flags, strict=True)])
+    if spec.type.family == "datetime":
+        data = column.to_numpy().astype(spec.numpy).view(np.int64)
+    elif isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
+        data = column.to_numpy(dtype=numpy, na_value=0)
+    else:
+        data = column.to_numpy()
+    if nulls is not None and nulls.any():
+        data = np.where(nulls, 0, data)
+    return np.ascontiguousarray(data, dtype=numpy).tobytes()
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _join_bytes(items: Sequence[bytes]) -> bytes:
+    return b"".join(_LENGTH.pack(len(item)) + item for item in items)
+
+
+def tensors_to_oip(response: pb.ModelInferResponse, tensors: Mapping[str, np.ndarray[Any, Any]],
+                   specs: Sequence[TensorSpec], requested: Sequence[str]) -> None:
+    """Append a tensor model's outputs to ``response`` as raw tensors.
+
+    Args:
+        response: the response being built.
+        tensors: the checked outputs.
+        specs: the spec's outputs.
+        requested: output names the client asked for (empty: all).
+    """
+    for spec in specs:
+        if requested and spec.name not in requested:
+            continue
+        array = np.ascontiguousarray(tensors[spec.name], dtype=spec.dtype)
+        _add(response, spec.name, spec.type.oip, list(array.shape), array.tobytes())
+
+
+def _add(response: pb.ModelInferResponse, name: str, datatype: str, shape: list[int],
+         raw: bytes) -> None:
+    response.outputs.add(name=name, datatype=datatype, shape=shape)
+    response.raw_output_contents.append(raw)
+
+
+def output_names(config: ModelConfig) -> list[str]:
+    """Every output name a client may request, ``.nulls`` companions included."""
+    names = []
+    for field in config.outputs:
+        names.append(field.name)
+        if field.nullable and field.shape is None:
+            names.append(field.name + NULLS_SUFFIX)
+    return names
+
+
+def model_metadata(config: ModelConfig, datatypes: Mapping[str, str]) -> pb.ModelMetadataResponse:
+    """``ModelMetadataResponse``: every input and output with its OIP datatype and shape.
+
+    Args:
+        config: the model.
+        datatypes: spec type name -> OIP datatype, from the type table.
+
+    Returns:
+        The response; a column's shape is ``[-1]``; ``.nulls`` companions are listed.
+    """
+    response = pb.ModelMetadataResponse(name=config.name, versions=[config.version],
+                                        platform=f"pymlc_{config.kind}")
+    for fields, target in ((config.inputs, response.inputs), (config.outputs, response.outputs)):
+        for field in fields:
+            shape = list(field.shape) if field.shape is not None else [-1]
+            target.add(name=field.name, datatype=datatypes[field.type], shape=shape)
+            if field.nullable and field.shape is None:
+                target.add(name=field.name + NULLS_SUFFIX, datatype="BOOL", shape=[-1])
+    return response
