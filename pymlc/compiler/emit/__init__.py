@@ -13,6 +13,7 @@ from .model_config import MODEL_CONFIG, emit_model_config
 from .proto import emit_proto
 from .schema_json import emit_schema_json
 from .serving_config import emit_serving_config
+from .spark_conf import emit_spark_conf
 from .spark_job import emit_spark_job
 
 __all__ = ["EMITTERS", "MANIFEST", "MODEL_CONFIG", "Artifact", "Emitter", "emit_manifest"]
@@ -24,5 +25,6 @@ EMITTERS: dict[str, Emitter] = {
     "proto": emit_proto,
     "schema_json": emit_schema_json,
     "serving_config": emit_serving_config,
+    "spark_conf": emit_spark_conf,
     "spark_job": emit_spark_job,
 }
