@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "specs" / "fare-estimator"
@@ -266,3 +267,71 @@ def test_invalid_spec_at_the_revision_names_the_revision(repo: Path) -> None:
     assert done.returncode == 1
     assert_clean_error(done)
     assert "HEAD:models/fare/pyml.yaml:" in done.stderr and "int33" in done.stderr
+
+
+# --- the documented GitHub Actions workflow -------------------------------------------------
+
+WORKFLOW = ROOT / "docs" / "github-actions.yml"
+
+
+def workflow_steps() -> tuple[dict[str, str], list[dict[str, Any]]]:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    steps = [s for s in workflow["jobs"]["models"]["steps"]
+             if "run" in s and "pip install" not in s["run"]]
+    return workflow["env"], steps
+
+
+def run_workflow(checkout: Path, base: str) -> list[tuple[str, int, str]]:
+    """Each pymlc/git step of the workflow, as a pull request into ``base`` would run it."""
+    env_vars, steps = workflow_steps()
+    results = []
+    for step in steps:
+        script = step["run"].replace("${{ github.base_ref }}", base)
+        env = {**os.environ, **env_vars,
+               **{k: v.replace("${{ github.base_ref }}", base)
+                  for k, v in step.get("env", {}).items()},
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        done = subprocess.run(["bash", "-e", "-c", script], cwd=checkout, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        results.append((step["name"], done.returncode, done.stdout + done.stderr))
+    return results
+
+
+def test_github_actions_example_runs_check_and_diff(tmp_path: Path) -> None:
+    author = tmp_path / "author"
+    author.mkdir()
+    git(author, "init", "-q", "-b", "main")
+    spec = model(author / "fare")
+    assert pymlc("build", ".", cwd=author).returncode == 0
+    git(author, "add", "-A")
+    git(author, "commit", "-q", "-m", "fare")
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(author), str(origin))
+    git(author, "remote", "add", "origin", str(origin))
+    edits = (("compatible", "outputs:\n", "outputs:\n  - {name: tip, type: int64}\n"),
+             ("breaking", "  - {name: passengers, type: int8}\n", ""))
+    for branch, old, new in edits:
+        git(author, "checkout", "-q", "-b", branch, "main")
+        edit(spec, old, new)
+        assert pymlc("build", ".", cwd=author).returncode == 0
+        git(author, "commit", "-q", "-am", branch)
+        git(author, "push", "-q", "origin", branch)
+    results = {}
+    for branch in ("compatible", "breaking"):
+        # Like actions/checkout on a pull request: one commit, no other branch.
+        checkout = tmp_path / f"ci-{branch}"
+        git(tmp_path, "clone", "-q", "--depth=1", "--branch", branch, f"file://{origin}",
+            str(checkout))
+        results[branch] = {name: (code, out) for name, code, out in run_workflow(checkout, "main")}
+    assert set(results["compatible"]) == {
+        "Generated artifacts are up to date", "Fetch the target branch",
+        "No breaking API change against the target branch", "API changes as JSON"}
+    assert {name: code for name, (code, _) in results["compatible"].items()} == dict.fromkeys(
+        results["compatible"], 0)
+    check_code, check_out = results["breaking"]["Generated artifacts are up to date"]
+    assert check_code == 0, check_out
+    diff_code, diff_out = results["breaking"]["No breaking API change against the target branch"]
+    assert diff_code == 1
+    assert "inputs.passengers" in diff_out and "BREAKING" in diff_out
+    report = json.loads((tmp_path / "ci-breaking" / "pymlc-diff.json").read_text())
+    assert [c["kind"] for c in report["models"][0]["changes"]] == ["input-removed"]
