@@ -127,14 +127,27 @@ def _reports(args: argparse.Namespace) -> list[_Report]:
     if len(args.specs) > 1:
         raise _UsageError("with --against, name at most one spec or folder")
     target = args.specs[0] if args.specs else Path(SPEC_FILE)
-    revision = open_revision(args.against, target if target.exists() else Path.cwd())
+    revision = open_revision(args.against, _existing(target))
     if target.is_dir():
         return _against_folder(revision, target)
-    old, new = _collect([lambda: _from_revision(revision, target), lambda: _from_disk(target)])
+    if not target.exists():
+        [was] = _collect([partial(_from_revision, revision, target)])
+        if was is not None:
+            return [_report(_shown(target), was, None)]
+    old, new = _collect([partial(_from_revision, revision, target), partial(_from_disk, target)])
     return [_report(_shown(target), old, new)]
 
 
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent: where to look for the git repository."""
+    for candidate in (path, *path.absolute().parents):
+        if candidate.exists():
+            return candidate
+    return Path.cwd()
+
+
 def _against_folder(revision: Revision, folder: Path) -> list[_Report]:
+    from .compiler.errors import Diagnostic, Level, SpecError
     from .compiler.pipeline import SPEC_FILE, find_specs
 
     current = list(find_specs([folder]))
@@ -146,6 +159,10 @@ def _against_folder(revision: Revision, folder: Path) -> list[_Report]:
     sides = _collect(loaders)
     new_sides, old_sides, gone_sides = (sides[:len(current)], sides[len(current):2 * len(current)],
                                         sides[2 * len(current):])
+    if not current and not gone:
+        raise SpecError([Diagnostic(_shown(folder), (), None, Level.ERROR, "E000",
+                                    f"no {SPEC_FILE} below this folder, now or at"
+                                    f" {revision.rev}; name a spec or a folder of models")])
     moved = {s.spec.name: s for s in gone_sides if s is not None}
     reports = []
     for path, new, old in zip(current, new_sides, old_sides, strict=True):

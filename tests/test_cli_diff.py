@@ -239,6 +239,24 @@ def test_folder_against_revision_reports_each_model_and_removals(repo: Path) -> 
     assert "model-removed" in text.stdout and "(removed)" in text.stdout
 
 
+def test_deleted_spec_is_a_removed_model(repo: Path) -> None:
+    (repo / "models" / "fare" / "pyml.yaml").unlink()
+    done = pymlc("diff", "models/fare/pyml.yaml", "--against", "HEAD", "--format", "json",
+                 cwd=repo)
+    assert done.returncode == 1, done.stderr
+    [entry] = as_json(done)["models"]
+    assert (entry["name"], entry["new_version"]) == ("fare-estimator", None)
+    assert [(c["kind"], c["breaking"]) for c in entry["changes"]] == [("model-removed", True)]
+
+
+def test_folder_without_specs_on_either_side_is_a_diagnostic(repo: Path) -> None:
+    (repo / "empty").mkdir()
+    done = pymlc("diff", "empty", "--against", "HEAD", cwd=repo)
+    assert done.returncode == 1
+    assert_clean_error(done)
+    assert "empty: error[E000]: no pyml.yaml below this folder" in done.stderr
+
+
 def test_unknown_revision_is_a_usage_error(repo: Path) -> None:
     done = pymlc("diff", "models/fare/pyml.yaml", "--against", "no-such-branch", cwd=repo)
     assert done.returncode == 2
