@@ -264,8 +264,11 @@ def _refuse_nulls(mask: np.ndarray[Any, Any] | None, spec: ColumnSpec) -> None:
 
 # Values already in the spec's dtype only need their nulls (and object kinds) checked.
 def _same_objects(values: Any, spec: ColumnSpec) -> Any:
-    if not spec.nullable:
-        _refuse_nulls(_nulls(values), spec)
+    nulls = _nulls(values)
+    _refuse_nulls(nulls, spec)
+    if nulls.any():  # NaN/NA/NaT from pandas readers: the model sees one null, None
+        values = values.copy()
+        values[nulls] = None
     return values
 
 

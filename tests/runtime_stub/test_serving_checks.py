@@ -1,0 +1,190 @@
+"""The contract checks and the Predictor, in-process: safe casts only, nulls, shapes, outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from serving_support import SPECS, build
+
+from pymlc.runtime_stub.checks import (
+    InputError,
+    OutputError,
+    check_output_columns,
+    check_output_tensors,
+    column_specs,
+    conform_columns,
+    conform_tensors,
+    tensor_specs,
+)
+from pymlc.runtime_stub.config import FieldConfig, ModelConfig
+from pymlc.runtime_stub.predict import Predictor
+from pymlc.runtime_stub.types import COLUMN_TYPES, OIP_DATATYPES, TENSOR_DTYPES
+
+
+def _col(name: str, type_: str, nullable: bool = False) -> FieldConfig:
+    return FieldConfig(name, 1, type_, nullable, None)
+
+
+def _conform(type_: str, values: Any, nullable: bool = False) -> Any:
+    frame = conform_columns({"c": values}, column_specs([_col("c", type_, nullable)]))
+    return frame["c"]
+
+
+def _refused(type_: str, values: Any, nullable: bool = False) -> str:
+    with pytest.raises(InputError) as caught:
+        _conform(type_, values, nullable)
+    assert all(p.startswith("c: ") for p in caught.value.problems)
+    return str(caught.value)
+
+
+def test_every_table_row_has_the_runtime_columns() -> None:
+    assert all(row.family and row.proto_numpy for row in COLUMN_TYPES.values())
+    assert all(row.family for row in TENSOR_DTYPES.values())
+    oip = {row.oip for row in (*COLUMN_TYPES.values(), *TENSOR_DTYPES.values())}
+    assert oip <= set(OIP_DATATYPES)
+
+
+@pytest.mark.parametrize(("type_", "values", "dtype"), [
+    ("int64", np.array([1, 2], dtype=np.int32), "int64"),         # table widening
+    ("int8", np.array([1, -128, 127], dtype=np.int64), "int8"),   # narrowing, every value fits
+    ("int32", np.array([7], dtype=np.uint16), "int32"),
+    ("float64", np.array([0.5], dtype=np.float32), "float64"),
+    ("float32", np.array([0.5, np.nan]), "float32"),              # exact in float32
+    ("int32", pd.array([1, 2], dtype="Int64"), "int32"),           # masked, no nulls
+    ("string", pd.array(["a", "b"], dtype="string"), "object"),
+    ("string", np.array(["a", "b"]), "object"),
+    ("bool", np.array([True]), "bool"),
+    ("timestamp", np.array(["2024-01-01T10:00:00"], dtype="datetime64[ns]"), "datetime64[us]"),
+    ("date", np.array(["2024-01-01"], dtype="datetime64[ms]"), "datetime64[s]"),
+])
+def test_lossless_conversions_are_applied(type_: str, values: Any, dtype: str) -> None:
+    column = _conform(type_, values)
+    assert str(column.dtype) == dtype
+    assert len(column) == len(values)
+
+
+@pytest.mark.parametrize(("type_", "values", "message"), [
+    ("int32", np.array([1.0, 2.0]), "expected int32, got float64"),      # float -> int: never
+    ("int8", np.array([1, 300]), "values 1..300 do not fit in int8"),
+    ("int64", np.array([2**63], dtype=np.uint64), "do not fit in int64"),
+    ("float32", np.array([0.1]), "do not all convert exactly to float32"),
+    ("float64", np.array(["1.5"], dtype=object), "got values of kind 'string'"),
+    ("string", np.array([1, "a"], dtype=object), "got values of kind 'mixed-integer'"),
+    ("bool", np.array([0, 1]), "expected bool, got int64"),
+    ("date", np.array(["2024-01-01T10:00"], dtype="datetime64[m]"), "not all whole days"),
+    ("timestamp", np.array([1], dtype="datetime64[ns]"), "not all microseconds"),
+])
+def test_unsafe_conversions_are_refused(type_: str, values: Any, message: str) -> None:
+    assert message in _refused(type_, values)
+
+
+def test_nulls_only_where_nullable() -> None:
+    assert "1 null value(s), but the column is not nullable" in \
+        _refused("string", np.array(["a", None], dtype=object))
+    assert "not nullable" in _refused("int32", pd.array([1, None], dtype="Int32"))
+    assert "not nullable" in _refused("date", np.array(["2024-01-01", "NaT"], "datetime64[D]"))
+    column = _conform("int32", pd.array([1, None], dtype="Int64"), nullable=True)
+    assert str(column.dtype) == "Int32" and column.isna().tolist() == [False, True]
+    floats = _conform("float64", pd.array([1.5, None], dtype="Float64"), nullable=True)
+    assert floats.dtype == np.float64 and np.isnan(floats[1])
+    assert _conform("string", np.array([None, None], dtype=object), nullable=True).isna().all()
+    flags = _conform("bool", np.array([True, False]), nullable=True)
+    assert str(flags.dtype) == "boolean"
+
+
+def test_frame_problems_are_all_listed_with_their_columns() -> None:
+    specs = column_specs([_col("a", "int32"), _col("b", "string"), _col("c", "float64")])
+    with pytest.raises(InputError) as caught:
+        conform_columns({"a": np.array([1.5]), "c": np.array([1.0, 2.0]), "z": np.ones(2)},
+                        specs)
+    problems = caught.value.problems
+    assert "z: unexpected input column (the spec has no such input)" in problems
+    assert "b: missing input column (string)" in problems
+    assert any(p.startswith("a: expected int32") for p in problems)
+
+
+def test_frames_of_different_lengths_are_refused() -> None:
+    specs = column_specs([_col("a", "int32"), _col("b", "int32")])
+    with pytest.raises(InputError, match="different lengths"):
+        conform_columns({"a": np.ones(2, np.int32), "b": np.ones(3, np.int32)}, specs)
+
+
+def test_output_checks_blame_the_model() -> None:
+    specs = column_specs([_col("y", "float64")])
+    with pytest.raises(OutputError, match="2 rows for 3 input rows"):
+        check_output_columns(pd.DataFrame({"y": [1.0, 2.0]}), specs, 3)
+    with pytest.raises(OutputError, match="returned list"):
+        check_output_columns([1.0], specs, 1)
+    with pytest.raises(OutputError, match="y: expected float64, got values of kind 'string'"):
+        check_output_columns(pd.DataFrame({"y": ["a"]}), specs, 1)
+    out = check_output_columns(pd.DataFrame({"y": np.ones(2, np.float32)}, index=[5, 6]),
+                               specs, 2)
+    assert out["y"].dtype == np.float64 and list(out.index) == [0, 1]
+
+
+def _tensor(shape: tuple[int, ...], dtype: str = "float32") -> FieldConfig:
+    return FieldConfig("t", 1, dtype, False, shape)
+
+
+@pytest.mark.parametrize(("array", "problem"), [
+    (np.zeros((2, 3), np.float32), "shape [2, 3] does not match [-1, 8]"),
+    (np.zeros((2, 8, 1), np.float32), "shape [2, 8, 1] does not match [-1, 8]"),
+    (np.zeros((2, 8), np.int64), "expected dtype float32, got int64"),
+    (np.full((1, 8), 0.1), "do not all convert exactly to float32"),
+])
+def test_tensor_problems(array: np.ndarray, problem: str) -> None:
+    with pytest.raises(InputError) as caught:
+        conform_tensors({"t": array}, tensor_specs([_tensor((-1, 8))]))
+    (only,) = caught.value.problems
+    assert only.startswith("t: ") and problem in only
+
+
+def test_tensor_safe_casts_and_wildcards() -> None:
+    specs = tensor_specs([_tensor((-1, 8), "float64")])
+    out = conform_tensors({"t": np.ones((0, 8), np.float16)}, specs)
+    assert out["t"].dtype == np.float64 and out["t"].shape == (0, 8)
+    ints = conform_tensors({"t": np.ones((1, 2), np.int64)},
+                           tensor_specs([_tensor((1, 2), "uint8")]))
+    assert ints["t"].dtype == np.uint8
+    readonly = np.frombuffer(np.ones(8, np.float32).tobytes(), np.float32).reshape(1, 8)
+    assert conform_tensors({"t": readonly}, tensor_specs([_tensor((-1, 8))]))["t"] is readonly
+    with pytest.raises(OutputError, match="t: missing output tensor"):
+        check_output_tensors({}, specs)
+    with pytest.raises(OutputError, match="expected a dict"):
+        check_output_tensors(np.ones(1), specs)
+
+
+@pytest.fixture(scope="module")
+def fare(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
+    generated = build(SPECS / "fare-estimator", tmp_path_factory.mktemp("fare"))
+    return Predictor(ModelConfig.load(generated / "model.json"), SPECS / "fare-estimator")
+
+
+def test_predictor_scores_the_examples_from_a_pandas_frame(fare: Predictor) -> None:
+    frame = pd.read_json(SPECS / "fare-estimator" / "examples" / "input.json")  # int64 columns
+    expected = json.loads((SPECS / "fare-estimator" / "examples" / "output.json").read_text())
+    out = fare.predict_frame(frame.iloc[::-1].set_index(np.arange(8) + 100))
+    assert list(out.columns) == ["fare"] and list(out.index) == list(range(8))
+    np.testing.assert_allclose(out["fare"], [r["fare"] for r in expected][::-1], rtol=1e-9)
+
+
+def test_predictor_refuses_extra_columns_and_skips_empty_frames(fare: Predictor) -> None:
+    frame = pd.read_json(SPECS / "fare-estimator" / "examples" / "input.json")
+    with pytest.raises(InputError, match="trip_id: unexpected input column"):
+        fare.predict_frame(frame.assign(trip_id=1))
+    empty = fare.predict_frame(frame.iloc[:0])
+    assert list(empty.columns) == ["fare"] and len(empty) == 0
+    with pytest.raises(TypeError, match="is a dataframe model; call predict_frame"):
+        fare.predict_tensors({})
+
+
+def test_predictor_refuses_duplicate_columns(fare: Predictor, tmp_path: Path) -> None:
+    frame = pd.read_json(SPECS / "fare-estimator" / "examples" / "input.json")
+    doubled = pd.concat([frame, frame[["city"]]], axis=1)
+    with pytest.raises(InputError, match="city: duplicate input column"):
+        fare.predict_frame(doubled)
