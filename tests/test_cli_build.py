@@ -14,10 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
-FARE_FILES = sorted([".dockerignore", "Dockerfile", "batch_job.py", "manifest.json", "model.json",
-                     "proto/fare_estimator_v1.proto", "fare_estimator_v1_pb2.py",
-                     "fare_estimator_v1_pb2.pyi", "fare_estimator_v1_pb2_grpc.py",
-                     "schema.json", "serving.yaml"])
+# Every generated file: the golden tree plus the protoc stubs (which are not golden files).
+FARE_FILES = sorted([
+    *(p.relative_to(ROOT / "tests" / "golden" / "fare-estimator").as_posix()
+      for p in (ROOT / "tests" / "golden" / "fare-estimator").rglob("*") if p.is_file()),
+    "fare_estimator_v1_pb2.py", "fare_estimator_v1_pb2.pyi", "fare_estimator_v1_pb2_grpc.py",
+])
 
 
 def pymlc(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -46,6 +48,7 @@ def fare(tmp_path: Path) -> Path:
 
 
 def test_build_then_check_passes(fare: Path) -> None:
+    assert {"Dockerfile", "manifest.json", "proto/fare_estimator_v1.proto"} <= set(FARE_FILES)
     assert _files(fare / "generated") == FARE_FILES
     result = pymlc("check", cwd=fare)
     assert result.returncode == 0, result.stdout + result.stderr
