@@ -10,6 +10,7 @@ the runtime's pinned grpcio.
 from __future__ import annotations
 
 import difflib
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -100,6 +101,12 @@ def test_stubs_compile_import_and_match_the_pinned_grpcio(case: str, tmp_path: P
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True)
     assert result.stdout.split() == [GRPC_VERSION, compiled.plan.names.proto_package, "True"]
+
+
+def test_the_stub_compiler_is_the_pinned_version() -> None:
+    # The stubs refuse an older grpcio at import: the compiler and the runtime pin must agree.
+    assert importlib.metadata.version("grpcio-tools") == GRPC_VERSION
+    assert importlib.metadata.version("grpcio") == GRPC_VERSION
 
 
 def test_comparison_reports_missing_extra_and_changed_files() -> None:
