@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .cli_batch import register as _register_batch
 from .cli_diff import register as _register_diff
 from .cli_image import register as _register_image
+from .cli_serve import register as _register_serve
 from .compiler.errors import Diagnostic, Level, PymlcError, SpecError
 from .console import emit_json, err, print_diagnostics, say
 
@@ -106,6 +107,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     _register_diff,
     _register_image,
     _register_batch,
+    _register_serve,
 ]
 
 
@@ -211,13 +213,17 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from .cli_serve import check_examples
+
     compiled = _compile_targets(args)
-    if args.format == "json":
-        emit_json({"ok": True, "models": [c.plan.name for c in compiled]})
     for c in compiled:
         if args.format == "text":
             say(f"[green]valid[/green]: {_shown(c.spec_path)} ({c.plan.name} {c.plan.version})")
-    return EXIT_OK
+    failed = check_examples(compiled, text=args.format == "text")
+    if args.format == "json":
+        failures = {"examples_failed": failed} if failed else {}
+        emit_json({"ok": not failed, "models": [c.plan.name for c in compiled], **failures})
+    return EXIT_FINDINGS if failed else EXIT_OK
 
 
 def _init(args: argparse.Namespace) -> int:

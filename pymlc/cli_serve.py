@@ -1,0 +1,270 @@
+"""``pymlc serve``, ``pymlc predict`` and the examples step of ``pymlc validate``.
+
+``serve`` compiles the spec in memory and writes the generated files to a temporary folder, so
+a stale ``generated/`` can never be served; the runtime server then runs as a child process
+(``python -m pymlc.runtime_stub.serve``, exactly what the image runs) with ``PYML_MODEL_CONFIG``
+and ``PYML_MODEL_ROOT`` set, SIGTERM/SIGINT passed on. ``predict`` is a client of the typed
+per-model service, with stubs from the same fresh compile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from .console import emit_json, err, say
+
+if TYPE_CHECKING:
+    from .compiler.pipeline import Compiled
+    from .runtime_stub.config import ModelConfig
+
+__all__ = ["check_examples", "register"]
+
+_SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+EXIT_OK, EXIT_FINDINGS = 0, 1
+
+
+def register(sub: _SubParsers) -> None:
+    """Add the ``serve`` and ``predict`` commands to the ``pymlc`` parser."""
+    p = sub.add_parser("serve", help="serve the model locally over gRPC (no Docker needed)",
+                       description="Serve the model on a Unix socket and/or TCP port: the typed"
+                       " service, Open Inference Protocol v2, health and reflection. With"
+                       " neither --socket nor --port, the spec's serving settings are used.")
+    _add_spec(p)
+    p.add_argument("--socket", metavar="PATH", help="Unix domain socket to listen on")
+    p.add_argument("--port", type=int, metavar="N", help="TCP port to listen on (0 = any free)")
+    p.add_argument("--host", default="127.0.0.1", help="TCP interface (default: 127.0.0.1)")
+    p.add_argument("--metrics-port", type=int, metavar="N",
+                   help="Prometheus /metrics on this loopback port")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="debug logs one line per request")
+    p.set_defaults(handler=_serve)
+    p = sub.add_parser("predict", help="send an input file to a running server",
+                       description="Score FILE (JSON, CSV, Parquet or .npz) with a running"
+                       " server through the model's typed gRPC service.")
+    _add_spec(p)
+    p.add_argument("--input", required=True, type=Path, metavar="FILE")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--socket", metavar="PATH", help="the server's Unix socket")
+    target.add_argument("--target", metavar="HOST:PORT", help="the server's TCP address")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
+    p.set_defaults(handler=_predict)
+
+
+def _add_spec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", nargs="?", type=Path, default=Path("pyml.yaml"), metavar="SPEC",
+                   help="the model's spec (default: ./pyml.yaml)")
+
+
+@contextmanager
+def _generated(spec: Path) -> Iterator[tuple[Compiled, Path]]:
+    """The spec compiled now, its files written to a temporary folder (removed after)."""
+    from .compiler.pipeline import compile_spec
+    from .compiler.write import write_tree
+
+    compiled = compile_spec(spec, display=_shown(spec))
+    with tempfile.TemporaryDirectory(prefix=f"pymlc-{compiled.plan.name}-") as folder:
+        write_tree(Path(folder), compiled.artifacts)
+        yield compiled, Path(folder)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+# --- serve --------------------------------------------------------------------------------
+
+def _serve(args: argparse.Namespace) -> int:
+    with _generated(args.spec) as (compiled, folder):
+        command = [sys.executable, "-m", "pymlc.runtime_stub.serve", *_serve_flags(args)]
+        env = {**os.environ, "PYML_MODEL_CONFIG": str(folder / "model.json"),
+               "PYML_MODEL_ROOT": str(compiled.spec_path.parent.resolve())}
+        child = subprocess.Popen(command, env=env)
+        # The child stops itself on either signal; forward them and wait for its drain.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda number, _frame: child.send_signal(number))
+        return child.wait()
+
+
+def _serve_flags(args: argparse.Namespace) -> list[str]:
+    given = {"--socket": args.socket, "--port": args.port, "--metrics-port": args.metrics_port,
+             "--log-level": args.log_level}
+    flags = [item for flag, value in given.items() if value is not None
+             for item in (flag, str(value))]
+    return [*flags, "--host", args.host]
+
+
+# --- predict ------------------------------------------------------------------------------
+
+def _predict(args: argparse.Namespace) -> int:
+    import grpc
+
+    from .runtime_stub.checks import InputError, OutputError
+    from .runtime_stub.config import ModelConfig
+
+    target = f"unix:{args.socket}" if args.socket else args.target
+    with _generated(args.spec) as (_compiled, folder):
+        config = ModelConfig.load(folder / "model.json")
+        try:
+            result = _call(config, _stubs(folder, config), args.input, target, args.timeout)
+        except (InputError, OutputError) as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True)
+            return EXIT_FINDINGS
+        except grpc.RpcError as exc:
+            err.print(f"[red]error:[/red] {exc.code().name}: {exc.details()}", markup=True)
+            return EXIT_FINDINGS
+    _show(result, args.format)
+    return EXIT_OK
+
+
+def _stubs(folder: Path, config: ModelConfig) -> ModuleType:
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(f"{config.proto_module}_pb2")
+    finally:
+        sys.path.remove(str(folder))
+
+
+def _call(config: ModelConfig, pb2: ModuleType, source: Path, target: str,
+          timeout: float) -> Any:
+    import grpc
+
+    from .runtime_stub import checks, codecs
+
+    method = f"/{config.proto_package}.{config.service}/Predict"
+    if config.kind == "dataframe":
+        inputs, outputs = checks.column_specs(config.inputs), checks.column_specs(config.outputs)
+        frame = checks.conform_columns(codecs.read_columns(source, inputs), inputs)
+        request = codecs.typed_from_frame(pb2.PredictRequest(), frame, inputs)
+    else:
+        inputs_t = checks.tensor_specs(config.inputs)
+        tensors = checks.conform_tensors(codecs.read_tensors(source, inputs_t), inputs_t)
+        request = codecs.typed_from_tensors(pb2.PredictRequest(), tensors, inputs_t)
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(method, request_serializer=pb2.PredictRequest.SerializeToString,
+                                   response_deserializer=pb2.PredictResponse.FromString)
+        reply = call(request, timeout=timeout)
+    if config.kind == "dataframe":
+        return checks.conform_columns(codecs.columns_from_typed(reply, outputs), outputs)
+    return codecs.tensors_from_typed(reply, checks.tensor_specs(config.outputs))
+
+
+def _show(result: Any, form: str) -> None:
+    import pandas as pd
+
+    from .runtime_stub.codecs import frame_to_records, tensors_to_json
+
+    if isinstance(result, pd.DataFrame):
+        records = frame_to_records(result)
+        if form == "json":
+            emit_json(records)
+            return
+        _table(list(result.columns), [[r[c] for c in result.columns] for r in records])
+        return
+    if form == "json":
+        emit_json(tensors_to_json(result))
+        return
+    _table(["output", "dtype", "shape", "values"],
+           [[name, str(a.dtype), str(list(a.shape)), _brief(a)] for name, a in result.items()])
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*("null" if v is None else str(v) for v in row))
+    Console().print(table)
+
+
+def _brief(array: Any) -> str:
+    text = json.dumps(array.tolist())
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+# --- validate: the examples ---------------------------------------------------------------
+
+def check_examples(compiled: Sequence[Compiled], *, text: bool) -> list[dict[str, Any]]:
+    """Import each model and run its examples in-process through the runtime's ``Predictor``.
+
+    Args:
+        compiled: the specs, compiled.
+        text: print a line per model for people (else stay quiet for ``--format json``).
+
+    Returns:
+        One report per model that failed: ``{"name", "spec", "problems"}``; empty if all passed.
+    """
+    failures = []
+    for c in compiled:
+        problems, summary = _example_problems(c)
+        if text:
+            for line in problems:
+                err.print(f"[red]{c.plan.name}:[/red] {line}", markup=True, highlight=False)
+            if summary and not problems:
+                say(f"[green]examples[/green]: {c.plan.name}: {summary}")
+        if problems:
+            failures.append({"name": c.plan.name, "spec": _shown(c.spec_path),
+                             "problems": problems})
+    return failures
+
+
+def _example_problems(compiled: Compiled) -> tuple[list[str], str]:
+    from .compiler.write import write_tree
+    from .runtime_stub.checks import InputError, OutputError
+    from .runtime_stub.config import ModelConfig
+    from .runtime_stub.examples import run_examples
+    from .runtime_stub.loader import ModelLoadError
+    from .runtime_stub.predict import Predictor
+
+    root = compiled.spec_path.parent.resolve()
+    with tempfile.TemporaryDirectory(prefix="pymlc-validate-") as folder, \
+            _isolated_import(compiled.plan.model.module):
+        write_tree(Path(folder), [a for a in compiled.artifacts if a.path == "model.json"])
+        try:
+            predictor = Predictor(ModelConfig.load(Path(folder) / "model.json"), root)
+            result = run_examples(predictor, root)
+        except ModelLoadError as exc:
+            return [f"model: {exc}"], ""
+        except InputError as exc:
+            return [f"example input: {problem}" for problem in exc.problems], ""
+        except OutputError as exc:
+            return [f"model output: {problem}" for problem in exc.problems], ""
+        except Exception as exc:  # the user's predict may raise anything
+            return [f"predict raised {type(exc).__name__}: {exc}"], ""
+    if result is None:
+        return [], ""
+    verdict = "match the expected output" if result.compared else "scored (no expected output)"
+    return list(result.mismatches), f"{result.rows} row(s) {verdict}"
+
+
+@contextmanager
+def _isolated_import(module: str) -> Iterator[None]:
+    """Let each spec's model module load fresh: several specs may all call it ``model``."""
+    path = list(sys.path)
+    _forget(module)
+    try:
+        yield
+    finally:
+        _forget(module)
+        sys.path[:] = path
+
+
+def _forget(module: str) -> None:
+    for name in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
+        del sys.modules[name]
