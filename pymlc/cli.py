@@ -73,7 +73,7 @@ def _add_targets(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="*", type=Path, metavar="SPEC|DIR",
                    help="spec files, or folders searched for pyml.yaml (default: ./pyml.yaml)")
     p.add_argument("-o", "--out", type=Path, help="output folder (default: generated/ beside"
-                   " each spec; with several specs, OUT/<name>/)")
+                   " each spec; with a folder or several specs, OUT/<name>/)")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -164,13 +164,19 @@ def _out_dir(compiled: Compiled, out: Path | None, many: bool) -> Path:
     return out / compiled.plan.name if many else out
 
 
+def _many(args: argparse.Namespace, compiled: list[Compiled]) -> bool:
+    # A folder target always means OUT/<name>/, even while it holds one spec: adding a second
+    # model must not move the first one's files.
+    return len(compiled) > 1 or any(t.is_dir() for t in args.targets)
+
+
 def _build(args: argparse.Namespace) -> int:
     from .compiler.write import write_file, write_tree
 
     compiled = _compile_targets(args)
     report = []
     for c in compiled:
-        out = _out_dir(c, args.out, len(compiled) > 1)
+        out = _out_dir(c, args.out, _many(args, compiled))
         changed = write_tree(out, c.artifacts)
         if write_file(c.lock_path, c.lock_text):
             changed.append(c.lock_path)
@@ -190,7 +196,7 @@ def _check(args: argparse.Namespace) -> int:
     compiled = _compile_targets(args)
     stale: list[dict[str, object]] = []
     for c in compiled:
-        out = _out_dir(c, args.out, len(compiled) > 1)
+        out = _out_dir(c, args.out, _many(args, compiled))
         drifts = compare_tree(out, c.artifacts, _shown(out))
         lock = compare_file(c.lock_path, c.lock_text, _shown(c.lock_path))
         drifts += [lock] if lock else []

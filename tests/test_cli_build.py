@@ -185,6 +185,18 @@ def test_out_with_a_folder_of_specs(tmp_path: Path) -> None:
     assert json.loads(check.stdout) == {"ok": True, "checked": 2, "stale": []}
 
 
+def test_out_with_a_folder_of_one_spec_is_still_per_model(tmp_path: Path) -> None:
+    _copy("digit-net", tmp_path / "models")
+    assert pymlc("build", "models", "-o", "out", cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["digit-net"]
+    # A second model joins the folder: the first one's files stay where they were.
+    _copy("fare-estimator", tmp_path / "models")
+    assert pymlc("check", "models", "-o", "out", cwd=tmp_path).stderr.count("missing: ") > 0
+    assert pymlc("build", "models", "-o", "out", cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["digit-net", "fare-estimator"]
+    assert pymlc("check", "models", "-o", "out", cwd=tmp_path).returncode == 0
+
+
 def test_a_folder_without_specs_is_an_error(tmp_path: Path) -> None:
     result = pymlc("build", tmp_path, cwd=tmp_path)
     assert result.returncode == 1
