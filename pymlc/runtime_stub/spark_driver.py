@@ -33,7 +33,6 @@ from .spark_session import (
     DEFAULT_WAREHOUSE,
     Progress,
     elapsed,
-    is_local,
     start_session,
     warn,
 )
@@ -132,7 +131,7 @@ def _run(args: argparse.Namespace, config: ModelConfig, root: Path, query: str,
     mode = args.mode or config.batch.write_mode
     started = time.perf_counter()
     warn(f"starting Spark ({args.master or 'local[*]'})")
-    spark = start_session(app=f"pymlc-batch-{config.name}", master=args.master,
+    spark, stop = start_session(app=f"pymlc-batch-{config.name}", master=args.master,
                           warehouse=args.warehouse, rows_per_batch=config.batch.rows_per_batch)
     warn(f"Spark ready in {elapsed(started):.1f} s")
     try:
@@ -146,7 +145,7 @@ def _run(args: argparse.Namespace, config: ModelConfig, root: Path, query: str,
             return EXIT_FAILED
         return _score(spark, config, root, query, plan, dest, mode)
     finally:
-        if is_local(args.master):
+        if stop:
             spark.stop()  # releases the Derby metastore folder for the next job
 
 

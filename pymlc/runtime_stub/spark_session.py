@@ -43,33 +43,42 @@ def is_local(master: str | None) -> bool:
 
 
 def start_session(*, app: str, master: str | None, warehouse: Path,
-                  rows_per_batch: int) -> SparkSession:
-    """Start (or join) the job's session.
+                  rows_per_batch: int) -> tuple[SparkSession, bool]:
+    """Start the job's session, or join the one already running in this process.
 
     Args:
         app: the Spark application name.
         master: ``--master``; None means ``local[*]`` unless launched by spark-submit.
-        warehouse: the local warehouse and metastore folder (ignored on a cluster).
+        warehouse: the local warehouse and metastore folder (ignored on a cluster, and when a
+            session is already running).
         rows_per_batch: rows per Arrow batch handed to the model.
 
     Returns:
-        The session, with Hive support.
+        The session, with Hive support, and whether this call started it (and should stop it).
     """
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(app).enableHiveSupport()
-    if is_local(master):
-        builder = _local(builder, master or "local[*]", warehouse.resolve(), rows_per_batch)
-    elif master is not None and "PYSPARK_GATEWAY_PORT" not in os.environ:
-        builder = builder.master(master)
-    spark = builder.getOrCreate()
-    if is_local(master):
-        spark.sparkContext.setLogLevel("ERROR")  # our own progress lines say what happens
-    spark.catalog.databaseExists("default")  # opens the metastore now: part of start-up, not of the job
-    if not spark.sparkContext.getConf().contains(_ARROW_BATCH):
+    active = SparkSession.getActiveSession()
+    if active is not None:  # e.g. a notebook or a test session: its settings stay
+        spark, started = active, False
+    else:
+        builder = SparkSession.builder.appName(app).enableHiveSupport()
+        if is_local(master):
+            builder = _local(builder, master or "local[*]", warehouse.resolve(), rows_per_batch)
+            started = True
+        else:
+            if master is not None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+                builder = builder.master(master)
+            started = False
+        spark = builder.getOrCreate()
+        if started:
+            spark.sparkContext.setLogLevel("ERROR")  # our own progress lines say what happens
+    # The spec's batch size, unless whoever ran spark-submit chose one.
+    if not ("PYSPARK_GATEWAY_PORT" in os.environ
+            and spark.sparkContext.getConf().contains(_ARROW_BATCH)):
         spark.conf.set(_ARROW_BATCH, str(rows_per_batch))
-    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    return spark
+    spark.catalog.databaseExists("default")  # opens the metastore now: part of start-up
+    return spark, started
 
 
 def _local(builder: SparkSession.Builder, master: str, warehouse: Path,
