@@ -5,6 +5,7 @@ Every default lives here, in the ``DEFAULT_*`` tables, and every derived name is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ..runtime_stub.deps import BATCH_REQUIREMENTS, RUNTIME_REQUIREMENTS
@@ -25,6 +26,8 @@ from .spec import BatchSpec, FieldSpec, ServingSpec, Spec
 __all__ = ["DEFAULT_PYTHON", "DEFAULT_SERVING", "lower"]
 
 DEFAULT_PYTHON = "3.11"
+# The Python of an official-style image: [registry/][library/]python:3.X[...]
+_PYTHON_TAG = re.compile(r"^(?:[^@]*/)?python:(3\.\d+)(?![\d])")
 DEFAULT_SERVING = ServingPlan(
     socket="/run/pyml/model.sock",
     port=None,
@@ -80,12 +83,9 @@ def _python(spec: Spec) -> str:
     if spec.model.python:
         return spec.model.python
     base = spec.image.base if spec.image else None
-    if base and base.startswith("python:"):
-        tag = base.split(":", 1)[1]
-        version = ".".join(tag.split("-")[0].split("@")[0].split(".")[:2])
-        if version.startswith("3."):
-            return version
-    return DEFAULT_PYTHON
+    found = _PYTHON_TAG.match(base or "")
+    return found.group(1) if found else DEFAULT_PYTHON
+
 
 
 def _message(fields: Sequence[FieldSpec], locked: LockedMessage) -> MessagePlan:

@@ -154,6 +154,8 @@ def _spec(**changes: Any) -> Spec:
     ({"image__base": "python:latest"}, "3.11"),
     ({"image__base": "python:3-slim"}, "3.11"),
     ({"image__base": "debian:bookworm"}, "3.11"),
+    ({"image__base": "docker.io/library/python:3.10-slim"}, "3.10"),
+    ({"image__base": "registry.example.com:5000/mirror/python:3.12"}, "3.12"),
     ({"image__repository": "registry.example.com/ml/m"}, "3.11"),
 ])
 def test_python_version(changes: dict[str, str], python: str) -> None:
