@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -45,25 +46,23 @@ NASTY = [
 # --- escapers -------------------------------------------------------------------------------
 
 def test_docker_quote() -> None:
-    assert docker_quote("fare-estimator") == '"fare-estimator"'
-    assert docker_quote('say "hi"') == '"say \\"hi\\""'
-    assert docker_quote("$HOME ${PATH}") == '"\\$HOME \\${PATH}"'
-    assert docker_quote("back\\slash") == '"back\\\\slash"'
-    assert docker_quote("  two\n\tlines  \r\n ") == '"two lines"'
-    assert docker_quote("para\u2028graph") == '"para graph"'
-    assert docker_quote(1.5) == '"1.5"'
-    assert docker_quote("") == '""'
+    assert docker_quote("fare-estimator") == "'fare-estimator'"
+    assert docker_quote('say "hi"') == "'say \"hi\"'"
+    assert docker_quote("it's") == "'it'\"'\"'s'"
+    assert docker_quote("$HOME ${PATH}") == "'$HOME ${PATH}'"
+    assert docker_quote("back\\slash") == "'back\\slash'"
+    assert docker_quote("  two\n\tlines  \r\n ") == "'two lines'"
+    assert docker_quote("para\u2028graph") == "'para graph'"
+    assert docker_quote(1.5) == "'1.5'"
+    assert docker_quote("") == "''"
 
 
 @pytest.mark.parametrize("text", NASTY)
 def test_docker_quote_is_one_quoted_line(text: str) -> None:
     quoted = docker_quote(text)
     assert "\n" not in quoted and "\r" not in quoted
-    assert quoted.startswith('"') and quoted.endswith('"')
-    inner = quoted[1:-1]
-    # every quote, dollar and backslash inside is escaped
-    unescaped = inner.replace("\\\\", "").replace('\\"', "").replace("\\$", "")
-    assert '"' not in unescaped and "$" not in unescaped and "\\" not in unescaped
+    # Docker reads single quotes as a POSIX shell does: one word, the text, nothing expanded.
+    assert shlex.split(quoted) == [" ".join(text.split())]
 
 
 def test_proto_comment() -> None:
@@ -235,10 +234,10 @@ def test_hostile_descriptions_stay_inert(tmp_path: Path) -> None:
     assert [i["instruction"] for i in parsed.structure].count("FROM") == 3
     label = next(line for line in dockerfile.splitlines()
                  if "org.opencontainers.image.description=" in line)
-    assert label.strip().endswith('"Fare \\"model\\" with \\$HOME, `id`, back\\\\slash, */ and'
+    assert label.strip().endswith('\'Fare "model" with $HOME, `id`, back\\slash, */ and'
                                   ' {{ jinja }} message Evil {} service Evil { rpc'
                                   ' X(PredictRequest) returns (PredictResponse); } para graph,'
-                                  ' caf\u00e9 \U0001f600" \\')
+                                  ' caf\u00e9 \U0001f600\' \\')
     hadolint = subprocess.run([str(Path(sys.executable).parent / "hadolint"),
                                "--failure-threshold", "error", str(out / "Dockerfile")],
                               capture_output=True, text=True)

@@ -52,10 +52,14 @@ _WHITESPACE = re.compile(r"\s+")
 
 
 def docker_quote(value: object) -> str:
-    """A double-quoted Dockerfile word: one line, no variable expansion, escapes kept literal."""
+    """A single-quoted Dockerfile word on one line: no variable expansion and no escapes.
+
+    Single quotes, shell style (a quote inside becomes ``'"'"'``), because the Docker engine,
+    BuildKit, dockerfile-parse and hadolint all read them alike; backslashes inside double quotes
+    are where those parsers disagree.
+    """
     text = _WHITESPACE.sub(" ", str(value)).strip()
-    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-    return f'"{text}"'
+    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def shell_quote(value: object) -> str:
