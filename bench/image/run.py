@@ -12,7 +12,8 @@ median of ``--repeat`` runs is reported.
 "Added by pymlc" is the serving image's size minus the base image minus the model's own
 requirements, the latter measured as the layer that ``pip install -r requirements.txt`` alone adds
 to a fresh venv on the same base (so a package both the model and the runtime need, such as
-numpy, counts as the model's). Goals: rebuild < 10 s; added by pymlc < 150 MB.
+numpy, counts as the model's). Goals: rebuild < 10 s; added by pymlc < 150 MB. Exit status 0
+when both are met.
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ def main() -> None:
         if r.packages:
             biggest = ", ".join(f"{name} {size:.0f}" for name, size in r.packages)
             print(f"- {r.spec} {r.target}, largest in the venv (MB): {biggest}")
+    sys.exit(1 if any(line.endswith("MISSED") for line in verdicts(rows)) else 0)
 
 
 if __name__ == "__main__":

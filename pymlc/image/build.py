@@ -163,6 +163,7 @@ def build_image(compiled: Compiled, *, target: str = "serving", extra_tags: Iter
         raise ImageError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     client = client or connect()
     tags = image_tags(compiled.plan, target, extra_tags)
+    _check_references(tags)
     started = time.monotonic()
     with assemble_context(compiled) as context:
         stream = _stream(client, str(context), target=target, tag=tags[0], nocache=nocache)
@@ -183,6 +184,16 @@ def _check_labels(plan: BuildPlan, found: Mapping[str, str]) -> None:
     if wrong:
         raise ImageError(f"the built image lacks the labels {', '.join(wrong)} (or has other"
                          " values): the Dockerfile template no longer sets them")
+
+
+def _check_references(tags: Iterable[str]) -> None:
+    from docker.utils import match_tag
+
+    bad = [tag for tag in tags if not match_tag(tag)]
+    if bad:
+        raise ImageError(f"not a valid image reference: {', '.join(map(repr, bad))}"
+                         " (expected a lowercase reference such as registry.example.com/team/"
+                         "model:1.0)")
 
 
 def _has_tag(reference: str) -> bool:

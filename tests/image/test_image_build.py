@@ -314,3 +314,11 @@ def test_context_holds_model_generated_files_and_runtime_only(tmp_path: Path) ->
 
 def test_cli_targets_are_the_backends() -> None:
     assert TARGET_CHOICES == TARGETS
+
+
+def test_invalid_extra_tag_is_refused_before_building(engine: Any) -> None:
+    done = _pymlc("image", str(SPECS / "digit-net"), "--tag", "Not A Tag")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "not a valid image reference: 'Not A Tag'" in done.stderr
+    assert "Step 1/" not in done.stderr and "[ 1/" not in done.stderr
