@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .cli_batch import register as _register_batch
 from .cli_diff import register as _register_diff
+from .cli_gateway import register as _register_gateway
 from .cli_image import register as _register_image
 from .cli_serve import register as _register_serve
 from .compiler.errors import Diagnostic, Level, PymlcError, SpecError
@@ -108,6 +109,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     _register_image,
     _register_batch,
     _register_serve,
+    _register_gateway,
 ]
 
 
@@ -170,6 +172,17 @@ def _many(args: argparse.Namespace, compiled: list[Compiled]) -> bool:
     return len(compiled) > 1 or any(t.is_dir() for t in args.targets)
 
 
+def _routes(args: argparse.Namespace, compiled: list[Compiled]) -> tuple[Path, str] | None:
+    # A folder (or several specs) is a fleet of models: its routes file is what
+    # `pymlc gateway` serves (see pymlc/compiler/routes.py).
+    from .compiler.routes import render_routes, routes_path
+
+    if not _many(args, compiled):
+        return None
+    path = routes_path(args.targets, args.out)
+    return path, render_routes([(c.plan, c.spec_path) for c in compiled], path)
+
+
 def _build(args: argparse.Namespace) -> int:
     from .compiler.write import write_file, write_tree
 
@@ -185,8 +198,14 @@ def _build(args: argparse.Namespace) -> int:
         if args.format == "text":
             say(f"[green]built[/green] {c.plan.name} {c.plan.version} -> {_shown(out)}/"
                 f" ({len(changed)} file{'s' if len(changed) != 1 else ''} changed)")
+    routes = _routes(args, compiled)
+    if routes:
+        write_file(*routes)
+        if args.format == "text":
+            say(f"[green]routes[/green] of {len(compiled)} models -> {_shown(routes[0])}")
     if args.format == "json":
-        emit_json({"ok": True, "models": report})
+        emit_json({"ok": True, "models": report,
+                   **({"routes": _shown(routes[0])} if routes else {})})
     return EXIT_OK
 
 
@@ -208,14 +227,22 @@ def _check(args: argparse.Namespace) -> int:
             stale.append({"name": c.plan.name, "spec": _shown(c.spec_path),
                           "files": [{"path": _shown(d.path), "status": d.status, "diff": d.diff}
                                     for d in drifts]})
+    routes = _routes(args, compiled)
+    drift = compare_file(routes[0], routes[1], _shown(routes[0])) if routes else None
+    if drift and args.format == "text":
+        err.print(f"[red]{drift.status}[/red]: {_shown(drift.path)}")
+        sys.stdout.write(drift.diff)
     if args.format == "json":
-        emit_json({"ok": not stale, "checked": len(compiled), "stale": stale})
-    elif stale:
-        say(f"[red]{len(stale)} of {len(compiled)} model(s) out of date[/red];"
-            " run `pymlc build` and commit the result")
+        routes_drift = {"routes": {"path": _shown(drift.path), "status": drift.status,
+                                   "diff": drift.diff}} if drift else {}
+        emit_json({"ok": not stale and not drift, "checked": len(compiled), "stale": stale,
+                   **routes_drift})
+    elif stale or drift:
+        say(f"[red]{len(stale)} of {len(compiled)} model(s){' and the routes file' * bool(drift)}"
+            " out of date[/red]; run `pymlc build` and commit the result")
     else:
         say(f"[green]ok[/green]: {len(compiled)} model(s) up to date")
-    return EXIT_FINDINGS if stale else EXIT_OK
+    return EXIT_FINDINGS if stale or drift else EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:

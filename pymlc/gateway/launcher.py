@@ -1,0 +1,360 @@
+"""The Docker backend of ``pymlc gateway``: each model's serving image as a container, started
+on demand, reached over a Unix socket in a bind-mounted host folder.
+
+Every container runs with no network (``--network none``), a read-only root with a tmpfs
+``/tmp``, no capabilities, no privilege escalation, and the spec's CPU and memory limits. It is
+labelled ``pymlc.gateway=<instance>``, so shutdown removes exactly this gateway's containers,
+including any a crash left behind. A model is routed to only once its server answers
+grpc.health.v1 SERVING on the socket. A container found dead is removed and started again (on
+the next request, or at once with ``start="eager"``); one idle past ``idle_timeout`` is stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from ..runtime_stub.gateway import Route, RouteError, Upstream, check_health
+
+__all__ = ["DEFAULT_SOCKET", "LABEL", "Launcher", "ModelImage", "SOCKET_PATH_MAX"]
+
+log = logging.getLogger("pymlc.gateway")
+
+LABEL = "pymlc.gateway"
+DEFAULT_SOCKET = "/run/pyml/model.sock"
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes, with the terminating NUL
+_TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m,mode=1777"}
+_LOG_TAIL = 15
+
+
+@dataclass(frozen=True)
+class ModelImage:
+    """One model as the routes file describes it."""
+
+    name: str
+    version: str
+    image: str
+    socket: str
+    service: str
+    cpus: float
+    memory_mb: int
+    max_message_bytes: int
+    spec: Path | None = None
+
+
+@dataclass
+class _Slot:
+    """The running state of one model: its container, channel and use."""
+
+    model: ModelImage
+    route: Route
+    folder: Path
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    container: Any = None
+    upstream: Upstream | None = None
+    inflight: int = 0
+    last_used: float = 0.0
+    starts: int = 0
+
+
+class Launcher:
+    """Starts, watches and stops model containers; a :class:`~pymlc.runtime_stub.gateway.Backend`.
+
+    Args:
+        client: a ``docker.DockerClient``.
+        models: the models to serve.
+        instance: this gateway's id (container label and name part).
+        state_dir: host folder for the sockets (one folder per model, created here).
+        start_timeout: seconds a container may take to answer its health check.
+        idle_timeout: stop a container unused this long (None: never).
+        eager: restart a dead container at once, not on the next request.
+        grace: seconds a stopping container may take to finish its calls.
+    """
+
+    def __init__(self, client: Any, models: Iterable[ModelImage], *, instance: str,
+                 state_dir: Path, start_timeout: float = 120.0,
+                 idle_timeout: float | None = None, eager: bool = False,
+                 grace: float = 10.0) -> None:
+        self.client = client
+        self.instance = instance
+        self.state_dir = state_dir
+        self.start_timeout = start_timeout
+        self.idle_timeout = idle_timeout
+        self.eager = eager
+        self.grace = grace
+        self._slots = {s.route.key: s for s in (self._slot(m) for m in models)}
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="pymlc-gateway-watch",
+                                         daemon=True)
+
+    def _slot(self, model: ModelImage) -> _Slot:
+        folder = self.state_dir / f"{model.name}-{model.version}"
+        socket = folder / posixpath.basename(model.socket or DEFAULT_SOCKET)
+        if len(str(socket)) > SOCKET_PATH_MAX:
+            raise ValueError(f"socket path {socket} is longer than {SOCKET_PATH_MAX} bytes;"
+                             " choose a shorter --state-dir")
+        route = Route(model.name, model.version, f"unix:{socket}", model.service,
+                      model.max_message_bytes)
+        return _Slot(model, route, folder)
+
+    @property
+    def routes(self) -> list[Route]:
+        return [slot.route for slot in self._slots.values()]
+
+    def containers(self) -> list[Any]:
+        """Every container of this gateway that the engine knows, running or not."""
+        return list(self.client.containers.list(all=True,
+                                                filters={"label": f"{LABEL}={self.instance}"}))
+
+    # --- Backend -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start watching containers (health, idle time); call once before serving."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._watcher.start()
+
+    def start_all(self) -> None:
+        """Start every model now (``--start eager``).
+
+        Raises:
+            RouteError: a model could not be started.
+        """
+        for slot in self._slots.values():
+            with slot.lock:
+                self._ensure(slot)
+
+    def open(self, route: Route) -> Upstream:
+        slot = self._slots[route.key]
+        with slot.lock:
+            upstream = self._ensure(slot)
+            slot.inflight += 1
+            slot.last_used = time.monotonic()
+        return upstream
+
+    def close(self, route: Route) -> None:
+        slot = self._slots[route.key]
+        with slot.lock:
+            slot.inflight -= 1
+            slot.last_used = time.monotonic()
+
+    def lost(self, route: Route) -> bool:
+        slot = self._slots[route.key]
+        with slot.lock:
+            if slot.container is None or _running(slot.container):
+                return False
+            log.warning("%s: container %s died (%s)", route.key, slot.container.short_id,
+                        _exit_reason(slot.container))
+            self._discard(slot)
+            return True
+
+    def ready(self) -> bool:
+        return not self._stop.is_set()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._watcher.is_alive():
+            self._watcher.join()
+        for slot in self._slots.values():
+            with slot.lock:
+                self._discard(slot, grace=self.grace)
+        for container in self.containers():  # whatever a failed start or a race left behind
+            _remove(container)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # --- starting ------------------------------------------------------------------------
+
+    def _ensure(self, slot: _Slot) -> Upstream:
+        """The slot's channel, starting its container first if none runs. Holds slot.lock."""
+        if slot.upstream is None:
+            if self._stop.is_set():
+                raise RouteError(grpc.StatusCode.UNAVAILABLE, "the gateway is shutting down")
+            self._launch(slot)
+        assert slot.upstream is not None
+        return slot.upstream
+
+    def _launch(self, slot: _Slot) -> None:
+        self._discard(slot)
+        started = time.monotonic()
+        slot.container = self._run(slot)
+        slot.starts += 1
+        try:
+            self._wait_healthy(slot)
+        except RouteError:
+            self._discard(slot)
+            raise
+        slot.upstream = Upstream(slot.route.target, slot.model.max_message_bytes)
+        slot.last_used = time.monotonic()
+        log.info("%s: container %s serving after %.1f s", slot.route.key,
+                 slot.container.short_id, time.monotonic() - started)
+
+    def _run(self, slot: _Slot) -> Any:
+        import docker
+
+        model = slot.model
+        image = self._image(model)
+        self._prepare_folder(slot, image)
+        socket = model.socket or DEFAULT_SOCKET
+        try:
+            return self.client.containers.run(
+                model.image, ["--socket", socket], detach=True,
+                name=f"pymlc-{self.instance}-{model.name}-{slot.starts + 1}",
+                labels={LABEL: self.instance, "pymlc.model": model.name,
+                        "pymlc.model.version": model.version},
+                network_mode="none", read_only=True, tmpfs=dict(_TMPFS),
+                mounts=[docker.types.Mount(posixpath.dirname(socket), str(slot.folder),
+                                           type="bind")],
+                nano_cpus=int(model.cpus * 1e9), mem_limit=f"{model.memory_mb}m",
+                memswap_limit=f"{model.memory_mb}m", pids_limit=256,
+                cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                user=_container_user(image))
+        except docker.errors.DockerException as exc:
+            raise RouteError(grpc.StatusCode.UNAVAILABLE, f"model {model.name} {model.version}:"
+                             f" cannot start {model.image}: {_explain(exc)}") from exc
+
+    def _image(self, model: ModelImage) -> Any:
+        import docker
+
+        try:
+            return self.client.images.get(model.image)
+        except docker.errors.ImageNotFound:
+            hint = f"`pymlc image {model.spec}`" if model.spec else "`pymlc image SPEC`"
+            raise RouteError(grpc.StatusCode.UNAVAILABLE,
+                             f"model {model.name} {model.version}: image {model.image} is not"
+                             f" in the local Docker engine; build it with {hint} (or start"
+                             " the gateway with --build)") from None
+        except docker.errors.DockerException as exc:
+            raise RouteError(grpc.StatusCode.UNAVAILABLE, f"model {model.name}"
+                             f" {model.version}: Docker engine: {_explain(exc)}") from exc
+
+    def _prepare_folder(self, slot: _Slot, image: Any) -> None:
+        # The server in the container creates the socket: its user must own the folder, and
+        # the gateway must be able to connect (a root gateway always can).
+        slot.folder.mkdir(parents=True, exist_ok=True)
+        for stale in slot.folder.iterdir():
+            stale.unlink()
+        owner = _numeric_user(image) if os.geteuid() == 0 else None
+        if owner is not None:
+            os.chown(slot.folder, *owner)
+        os.chmod(slot.folder, 0o750 if owner or os.geteuid() != 0 else 0o777)
+
+    def _wait_healthy(self, slot: _Slot) -> None:
+        # A fresh channel per probe: one that failed to connect would wait out its backoff.
+        deadline = time.monotonic() + self.start_timeout
+        socket = Path(slot.route.target.removeprefix("unix:"))
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if socket.exists():
+                with grpc.insecure_channel(slot.route.target) as channel:
+                    if check_health(channel, 1.0):
+                        return
+            if not _running(slot.container):
+                raise RouteError(grpc.StatusCode.UNAVAILABLE, self._failed(slot))
+            time.sleep(0.05)
+        raise RouteError(grpc.StatusCode.UNAVAILABLE,
+                         f"model {slot.route.key}: its server did not answer health checks"
+                         f" within {self.start_timeout:.0f} s")
+
+    def _failed(self, slot: _Slot) -> str:
+        container = slot.container
+        tail = container.logs(tail=_LOG_TAIL).decode(errors="replace").strip()
+        return (f"model {slot.route.key}: container {container.short_id} exited at start"
+                f" ({_exit_reason(container)}); last lines of its log:\n{tail}")
+
+    # --- stopping ------------------------------------------------------------------------
+
+    def _discard(self, slot: _Slot, *, grace: float = 0.0) -> None:
+        """Close the channel and remove the container, if any. Holds slot.lock."""
+        if slot.upstream is not None:
+            slot.upstream.close()
+            slot.upstream = None
+        if slot.container is not None:
+            _remove(slot.container, grace)
+            slot.container = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            for slot in self._slots.values():
+                if slot.lock.acquire(blocking=False):  # a start in progress is left alone
+                    try:
+                        self._check(slot)
+                    finally:
+                        slot.lock.release()
+
+    def _check(self, slot: _Slot) -> None:
+        if slot.container is None:
+            return
+        idle = time.monotonic() - slot.last_used
+        if self.idle_timeout is not None and slot.inflight == 0 and idle > self.idle_timeout:
+            log.info("%s: idle for %.0f s; stopping container %s", slot.route.key, idle,
+                     slot.container.short_id)
+            self._discard(slot, grace=self.grace)
+        elif not _running(slot.container):
+            log.warning("%s: container %s died (%s); %s", slot.route.key,
+                        slot.container.short_id, _exit_reason(slot.container),
+                        "restarting it" if self.eager else "restarting on the next request")
+            self._discard(slot)
+            if self.eager:
+                try:
+                    self._launch(slot)
+                except RouteError as exc:
+                    log.error("%s: %s", slot.route.key, exc)
+
+
+def _running(container: Any) -> bool:
+    import docker
+
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return False
+    return bool(container.status == "running")
+
+
+def _exit_reason(container: Any) -> str:
+    state = container.attrs.get("State", {})
+    if state.get("OOMKilled"):
+        return "out of memory: raise serving.memory_mb"
+    return f"exit code {state.get('ExitCode', '?')}"
+
+
+def _remove(container: Any, grace: float = 0.0) -> None:
+    import docker
+
+    try:
+        if grace > 0 and _running(container):
+            container.stop(timeout=int(grace))  # SIGTERM: the server drains its calls
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: removal already in progress
+            raise
+
+
+def _container_user(image: Any) -> str | None:
+    # A root gateway keeps the image's own (non-root) user; any other gateway runs the model
+    # as itself, so that it can connect to the socket the model creates.
+    if os.geteuid() == 0:
+        return None
+    return f"{os.geteuid()}:{os.getegid()}"
+
+
+def _numeric_user(image: Any) -> tuple[int, int] | None:
+    user = str(image.attrs.get("Config", {}).get("User") or "")
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit():
+        return None
+    return int(uid), int(gid) if gid.isdigit() else int(uid)
+
+
+def _explain(exc: Exception) -> str:
+    return str(getattr(exc, "explanation", None) or exc)
