@@ -38,8 +38,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .proto import grpc_predict_v2_pb2 as oip_pb
-
 __all__ = [
     "LIVENESS_SERVICE",
     "OIP_SERVICE",
@@ -388,6 +386,10 @@ class Gateway:
         return grpc.unary_unary_rpc_method_handler(self._typed(route, method))
 
     def _method_table(self) -> dict[str, grpc.RpcMethodHandler]:
+        # Imported here, not at the top: the compiler imports this module for its constants,
+        # and a process may hold only one copy of the `inference` protos (tritonclient's too).
+        from .proto import grpc_predict_v2_pb2 as oip_pb
+
         local: dict[str, tuple[Callable[[grpc.ServicerContext], Any], Any]] = {
             "ServerLive": (lambda _c: oip_pb.ServerLiveResponse(live=True),
                            oip_pb.ServerLiveRequest),
@@ -405,6 +407,8 @@ class Gateway:
         return methods
 
     def _server_metadata(self) -> Any:
+        from .proto import grpc_predict_v2_pb2 as oip_pb
+
         models = [f"model:{r.key}" for r in self.table.routes]
         return oip_pb.ServerMetadataResponse(name="pymlc-gateway", version=_runtime_version(),
                                              extensions=models)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from .base import Artifact, Emitter
 from .dockerfile import emit_dockerfile
 from .grpc_stubs import emit_grpc_stubs
+from .kubernetes import emit_kubernetes
 from .manifest import MANIFEST, emit_manifest
 from .model_config import MODEL_CONFIG, emit_model_config
 from .proto import emit_proto
@@ -21,6 +22,7 @@ __all__ = ["EMITTERS", "MANIFEST", "MODEL_CONFIG", "Artifact", "Emitter", "emit_
 EMITTERS: dict[str, Emitter] = {
     "dockerfile": emit_dockerfile,
     "grpc_stubs": emit_grpc_stubs,
+    "kubernetes": emit_kubernetes,
     "model_config": emit_model_config,
     "proto": emit_proto,
     "schema_json": emit_schema_json,
