@@ -30,6 +30,7 @@ IGNORE_PATTERNS = (
     "**/.DS_Store",
     "model/generated",
     "model/spark-warehouse",
+    "model/.pyml-warehouse",
     "model/metastore_db",
 )
 
