@@ -1,0 +1,277 @@
+"""The routing gateway without Docker (its Kubernetes form): ``python -m
+pymlc.runtime_stub.gateway`` in front of two versions of a model, each a real server process
+on its own Unix socket. Routing by name and version (latest by default), NOT_FOUND, the
+model's own status codes passed through, the typed service, health, reflection, server
+metadata, readiness that follows the model servers, and a SIGTERM drain."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+import tritonclient.grpc.service_pb2 as oip
+from gateway_support import GATEWAY_READY, PYTHON, Process, model_server, pymlc, stubs_module
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from pymlc.runtime_stub.gateway import peek_model, version_key
+
+SPEC = """\
+pyml: 1
+name: echo
+version: {version}
+description: y = x times a factor that differs between versions; x < 0 raises
+model:
+  kind: dataframe
+  entrypoint: model:Echo
+inputs:
+  - {{name: x, type: float64}}
+  - {{name: delay_ms, type: int32}}
+outputs:
+  - {{name: y, type: float64}}
+serving:
+  timeout_ms: 10000
+"""
+
+MODEL = '''\
+"""y = FACTOR * x after delay_ms; a negative x raises."""
+
+import time
+
+import pandas as pd
+
+from pymlc import DataFrameModel
+
+FACTOR = {factor}
+
+
+class Echo(DataFrameModel):
+    def __init__(self, artifacts):
+        pass
+
+    def predict(self, df):
+        if (df["x"] < 0).any():
+            raise ValueError("x must not be negative")
+        time.sleep(float(df["delay_ms"].max()) / 1000)
+        return pd.DataFrame({{"y": df["x"] * FACTOR}})
+'''
+
+VERSIONS = {"1.0.0": 2.0, "1.1.0": 3.0}
+TYPED = "pyml.echo.v1.Echo"
+
+
+def _spec(root: Path, version: str, factor: float) -> tuple[Path, Path]:
+    folder = root / version
+    folder.mkdir(parents=True)
+    (folder / "pyml.yaml").write_text(SPEC.format(version=version))
+    (folder / "model.py").write_text(MODEL.format(factor=factor))
+    generated = root / f"gen-{version}"
+    done = pymlc("build", folder / "pyml.yaml", "-o", generated)
+    assert done.returncode == 0, done.stderr
+    return folder, generated
+
+
+@pytest.fixture(scope="module")
+def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("echo")
+    servers: dict[str, Process] = {}
+    generated: dict[str, Path] = {}
+    try:
+        for version, factor in VERSIONS.items():
+            folder, generated[version] = _spec(root, version, factor)
+            servers[version] = model_server(generated[version], folder, root / f"{version}.sock")
+        yield {"servers": servers, "generated": generated, "root": root}
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def _gateway(routes: dict[str, str], *extra: str) -> Process:
+    command = [PYTHON, "-m", "pymlc.runtime_stub.gateway", "--port", "0", *extra]
+    for model, target in routes.items():
+        command += ["--route", f"{model}={target}"]
+    return Process(command, GATEWAY_READY)
+
+
+@pytest.fixture(scope="module")
+def gateway(echo: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    socket = tmp_path_factory.mktemp("gw") / "gateway.sock"
+    routes = {f"echo@{v}": s.unix for v, s in echo["servers"].items()}
+    running = _gateway(routes, "--socket", str(socket), "--service", f"{TYPED}=echo@1.1.0")
+    _wait_serving(running.tcp)
+    yield running
+    assert running.stop() == 0, running.text()
+
+
+def _inputs(x: list[float], delay_ms: int = 0, x_type: str = "FP64") -> list[triton.InferInput]:
+    values = np.asarray(x, np.float64 if x_type == "FP64" else np.int64)
+    tensors = [triton.InferInput("x", [len(x)], x_type),
+               triton.InferInput("delay_ms", [len(x)], "INT32")]
+    tensors[0].set_data_from_numpy(values)
+    tensors[1].set_data_from_numpy(np.full(len(x), delay_ms, np.int32))
+    return tensors
+
+
+def _health(target: str, service: str = "") -> int:
+    with grpc.insecure_channel(target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return int(reply.status)
+
+
+def _wait_serving(target: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while _health(target) != health_pb2.HealthCheckResponse.SERVING:
+        assert time.monotonic() < deadline, f"{target} never became ready"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_latest_version_by_default_and_a_named_version_on_request(gateway: Process,
+                                                                  transport: str) -> None:
+    client = triton.InferenceServerClient(gateway.unix if transport == "unix" else gateway.tcp)
+    latest = client.infer("echo", _inputs([1.0, 2.5]), request_id="r-7")
+    np.testing.assert_array_equal(latest.as_numpy("y"), [3.0, 7.5])
+    assert latest.get_response().model_version == "1.1.0"
+    assert latest.get_response().id == "r-7"
+    older = client.infer("echo", _inputs([1.0, 2.5]), model_version="1.0.0")
+    np.testing.assert_array_equal(older.as_numpy("y"), [2.0, 5.0])
+    assert client.is_model_ready("echo", "1.0.0")
+    assert client.get_model_metadata("echo").versions == ["1.1.0"]
+
+
+def test_unknown_models_and_versions_are_not_found(gateway: Process) -> None:
+    client = triton.InferenceServerClient(gateway.tcp)
+    for name, version in (("no-such-model", ""), ("echo", "9.9.9")):
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer(name, _inputs([1.0]), model_version=version)
+        assert caught.value.status() == "StatusCode.NOT_FOUND"
+        assert "echo/1.0.0, echo/1.1.0" in caught.value.message()
+
+
+def test_the_model_status_passes_through_with_its_details(gateway: Process) -> None:
+    client = triton.InferenceServerClient(gateway.tcp)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("echo", _inputs([1.0], x_type="INT64"))
+    assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "x" in caught.value.message()
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("echo", _inputs([-1.0]))
+    assert caught.value.status() == "StatusCode.INTERNAL"
+    assert "ValueError: x must not be negative" in caught.value.message()
+    np.testing.assert_array_equal(client.infer("echo", _inputs([1.0])).as_numpy("y"), [3.0])
+
+
+def test_bytes_that_are_not_a_message_are_invalid_argument(gateway: Process) -> None:
+    with grpc.insecure_channel(gateway.tcp) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as caught:
+            call(b"\x0a\x7f", timeout=5)  # a name field longer than the message
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    with grpc.insecure_channel(gateway.tcp) as channel:
+        call = channel.unary_unary("/no.Such/Method")
+        with pytest.raises(grpc.RpcError) as caught:
+            call(b"", timeout=5)
+    assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_the_typed_service_is_forwarded(gateway: Process, echo: dict[str, Any]) -> None:
+    pb2, pb2_grpc = stubs_module(echo["generated"]["1.1.0"], "echo_v1")
+    request = pb2.PredictRequest(x=[1.0, 4.0], delay_ms=[0, 0])
+    with grpc.insecure_channel(gateway.unix) as channel:
+        reply = pb2_grpc.EchoStub(channel).Predict(request, timeout=10)
+    assert list(reply.y) == [3.0, 12.0]
+
+
+def test_health_reflection_and_server_metadata(gateway: Process) -> None:
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert _health(gateway.tcp) == serving
+    assert _health(gateway.tcp, "pymlc.gateway") == serving
+    assert _health(gateway.tcp, "inference.GRPCInferenceService") == serving
+    client = triton.InferenceServerClient(gateway.tcp)
+    meta = client.get_server_metadata()
+    assert (meta.name, list(meta.extensions)) == (
+        "pymlc-gateway", ["model:echo/1.0.0", "model:echo/1.1.0"])
+    assert client.is_server_live() and client.is_server_ready()
+    with grpc.insecure_channel(gateway.tcp) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        [reply] = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+    names = {s.name for s in reply.list_services_response.service}
+    assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= names
+
+
+def test_readiness_follows_the_model_servers(echo: dict[str, Any]) -> None:
+    socket = echo["root"] / "late.sock"
+    running = _gateway({"echo@1.0.0": f"unix:{socket}"})
+    try:
+        assert _health(running.tcp) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert _health(running.tcp, "pymlc.gateway") == health_pb2.HealthCheckResponse.SERVING
+        client = triton.InferenceServerClient(running.tcp)
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer("echo", _inputs([1.0]))
+        assert caught.value.status() == "StatusCode.UNAVAILABLE"
+        folder = echo["root"] / "1.0.0"
+        late = model_server(echo["generated"]["1.0.0"], folder, socket)
+        try:
+            _wait_serving(running.tcp)
+            np.testing.assert_array_equal(client.infer("echo", _inputs([1.0])).as_numpy("y"),
+                                          [2.0])
+        finally:
+            late.stop()
+    finally:
+        assert running.stop() == 0, running.text()
+
+
+def test_sigterm_lets_in_flight_calls_finish(echo: dict[str, Any]) -> None:
+    running = _gateway({"echo@1.1.0": echo["servers"]["1.1.0"].unix}, "--grace", "10")
+    results: list[Any] = []
+
+    def slow_call() -> None:
+        client = triton.InferenceServerClient(running.tcp)
+        results.append(client.infer("echo", _inputs([2.0], delay_ms=1500)).as_numpy("y"))
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    code = running.stop()
+    caller.join(10)
+    assert code == 0, running.text()
+    assert time.monotonic() - started >= 0.5, "the gateway exited before the call finished"
+    np.testing.assert_array_equal(results[0], [6.0])
+    assert "finishing in-flight calls" in running.text()
+
+
+# --- the pieces, in-process -------------------------------------------------------------------
+
+def test_peek_reads_only_the_name_and_version() -> None:
+    request = oip.ModelInferRequest(model_name="fare-estimator", model_version="1.4.0", id="x")
+    request.inputs.add(name="a", datatype="FP64", shape=[2])
+    request.raw_input_contents.append(b"\x00" * 16)
+    assert peek_model(request.SerializeToString()) == ("fare-estimator", "1.4.0")
+    assert peek_model(oip.ModelReadyRequest(name="digit-net").SerializeToString()) == \
+        ("digit-net", "")
+    assert peek_model(b"") == ("", "")
+    # Fields out of order, and a repeated name (the last one wins, as in protobuf parsers).
+    tail = oip.ModelInferRequest(model_version="2").SerializeToString()
+    twice = oip.ModelInferRequest(model_name="b").SerializeToString()
+    assert peek_model(tail + oip.ModelInferRequest(model_name="a").SerializeToString() + twice) \
+        == ("b", "2")
+    for broken in (b"\x0a\x05ab", b"\x0b", b"\x80"):
+        with pytest.raises(ValueError):
+            peek_model(broken)
+
+
+def test_versions_sort_as_semantic_versions() -> None:
+    versions = ["1.10.0", "1.2.0", "1.2.0-rc.1", "1.2.0-rc.10", "1.2.0-rc.2", "0.9.9"]
+    assert sorted(versions, key=version_key) == [
+        "0.9.9", "1.2.0-rc.1", "1.2.0-rc.2", "1.2.0-rc.10", "1.2.0", "1.10.0"]
