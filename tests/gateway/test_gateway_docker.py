@@ -1,0 +1,225 @@
+"""``pymlc gateway`` against the real Docker engine: fare-estimator and digit-net behind one
+gateway, their serving containers started on the first request with no network, a read-only
+root and the spec's limits; a killed container restarted; an idle one stopped; a missing image
+UNAVAILABLE with the reason; SIGTERM removing every container the gateway started.
+
+Never skipped: without an engine these tests fail and say how to start one. Every container
+the tests cause is removed, on failure too (by the gateway's label).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+from gateway_support import (
+    DIGIT_LABELS,
+    DIGIT_PIXELS,
+    FARE,
+    FARE_EXPECTED,
+    FARE_ROWS,
+    GATEWAY_READY,
+    PYTHON,
+    Process,
+    digit_inputs,
+    fare_inputs,
+    pymlc,
+)
+from tritonclient.utils import InferenceServerException
+
+from pymlc.compiler.pipeline import compile_spec
+from pymlc.gateway import LABEL
+from pymlc.image import EngineUnavailableError, build_image, connect
+
+pytestmark = pytest.mark.docker
+
+BUILD_TIMEOUT = 1800
+
+
+@pytest.fixture(scope="session")
+def engine() -> Any:
+    try:
+        client = connect()
+    except EngineUnavailableError as exc:
+        pytest.fail(f"the gateway tests need the Docker engine: {exc}", pytrace=False)
+    return client
+
+
+@pytest.fixture(scope="session")
+def images(engine: Any) -> dict[str, str]:
+    """Both serving images, built once per session (the layer cache makes rebuilds quick)."""
+    if not (FARE / "artifacts" / "model.joblib").exists():
+        subprocess.run([PYTHON, str(FARE / "train.py")], check=True, timeout=300)
+    built = {}
+    for spec in (FARE, FARE.parent / "digit-net"):
+        compiled = compile_spec(spec / "pyml.yaml")
+        built[compiled.plan.name] = build_image(compiled, target="serving", client=engine).tags[0]
+    return built
+
+
+@pytest.fixture(scope="session")
+def routes(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gateway-build")
+    done = pymlc("build", FARE / "pyml.yaml", FARE.parent / "digit-net" / "pyml.yaml", "-o", out)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((out / "routes.json").read_text())
+    assert {m["name"]: m["image"] for m in data["models"]} == images
+    return out / "routes.json"
+
+
+class Gateway(Process):
+    """``pymlc gateway`` in a child process; knows its instance id and containers."""
+
+    def __init__(self, engine: Any, routes: Path, *args: str) -> None:
+        self.engine = engine
+        self.state = Path(tempfile.mkdtemp(prefix="gw-"))  # short: socket paths max 107 bytes
+        super().__init__([PYTHON, "-m", "pymlc", "gateway", str(routes), "--port", "0",
+                          "--state-dir", str(self.state), *args], GATEWAY_READY)
+        self.instance = next(line.split()[2].rstrip(":") for line in self.log
+                             if line.startswith("pymlc: gateway ") and "labelled" in line)
+
+    def containers(self) -> list[Any]:
+        return list(self.engine.containers.list(all=True,
+                                                filters={"label": f"{LABEL}={self.instance}"}))
+
+    def running(self, model: str) -> list[Any]:
+        return [c for c in self.containers()
+                if c.labels.get("pymlc.model") == model and c.status == "running"]
+
+    def close(self) -> int:
+        try:
+            return self.stop()
+        finally:
+            for container in self.containers():  # the test failed: clean up what is left
+                container.remove(force=True)
+
+
+@pytest.fixture
+def start_gateway(engine: Any, routes: Path) -> Iterator[Any]:
+    started: list[Gateway] = []
+
+    def start(*args: str, routes_file: Path = routes) -> Gateway:
+        started.append(Gateway(engine, routes_file, *args))
+        return started[-1]
+
+    yield start
+    for gateway in started:
+        gateway.close()
+
+
+@pytest.fixture(scope="module")
+def shared(engine: Any, routes: Path) -> Iterator[Gateway]:
+    gateway = Gateway(engine, routes)
+    yield gateway
+    assert gateway.close() == 0, gateway.text()
+
+
+def _infer_fare(target: str) -> np.ndarray[Any, Any]:
+    result = triton.InferenceServerClient(target).infer("fare-estimator", fare_inputs(FARE_ROWS))
+    values: np.ndarray[Any, Any] = result.as_numpy("fare")
+    return values
+
+
+def _wait(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_a_container_starts_on_the_first_request_and_sigterm_removes_it(
+        start_gateway: Any) -> None:
+    gateway = start_gateway()
+    assert gateway.containers() == [], "no container may run before the first request"
+    np.testing.assert_allclose(_infer_fare(gateway.tcp), FARE_EXPECTED, rtol=1e-9)
+    [container] = gateway.containers()
+    assert container.labels["pymlc.model"] == "fare-estimator"
+    host = container.attrs["HostConfig"]
+    assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert (host["NanoCpus"], host["Memory"]) == (1_000_000_000, 1024 * 1024 * 1024)
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert "/tmp" in host["Tmpfs"]
+    [mount] = container.attrs["Mounts"]
+    assert mount["Destination"] == "/run/pyml" and mount["Source"].startswith(str(gateway.state))
+    assert gateway.stop() == 0, gateway.text()
+    assert gateway.containers() == [], "SIGTERM must remove every container it started"
+    assert not any(gateway.state.iterdir()), "the sockets' folders must be removed"
+
+
+def test_two_models_behind_one_gateway(shared: Gateway) -> None:
+    np.testing.assert_allclose(_infer_fare(shared.tcp), FARE_EXPECTED, rtol=1e-9)
+    client = triton.InferenceServerClient(shared.tcp)
+    result = client.infer("digit-net", digit_inputs(DIGIT_PIXELS))
+    assert result.as_numpy("label").tolist() == DIGIT_LABELS
+    assert result.get_response().model_version == "2.0.1"
+    assert [m for m in client.get_server_metadata().extensions] == [
+        "model:digit-net/2.0.1", "model:fare-estimator/1.4.0"]
+    assert len(shared.running("fare-estimator")) == len(shared.running("digit-net")) == 1
+
+
+def test_an_unknown_model_is_not_found(shared: Gateway) -> None:
+    with pytest.raises(InferenceServerException) as caught:
+        triton.InferenceServerClient(shared.tcp).infer("no-such-model", fare_inputs(FARE_ROWS))
+    assert caught.value.status() == "StatusCode.NOT_FOUND"
+    assert "digit-net/2.0.1, fare-estimator/1.4.0" in caught.value.message()
+
+
+def test_a_bad_request_stays_invalid_argument(shared: Gateway) -> None:
+    pixels = DIGIT_PIXELS[:, :4, :]  # 8x4 images: the spec says 8x8
+    with pytest.raises(InferenceServerException) as caught:
+        triton.InferenceServerClient(shared.tcp).infer("digit-net", digit_inputs(pixels))
+    assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "pixels" in caught.value.message()
+
+
+def test_a_killed_container_is_restarted(shared: Gateway) -> None:
+    np.testing.assert_allclose(_infer_fare(shared.tcp), FARE_EXPECTED, rtol=1e-9)
+    [before] = shared.running("fare-estimator")
+    before.kill()
+    for _ in range(3):  # the very next request succeeds, and the ones after it
+        np.testing.assert_allclose(_infer_fare(shared.tcp), FARE_EXPECTED, rtol=1e-9)
+    [after] = shared.running("fare-estimator")
+    assert after.id != before.id
+    _wait(lambda: before.id not in {c.id for c in shared.containers()}, 10,
+          "the dead container's removal")
+
+
+def test_an_idle_container_is_stopped(start_gateway: Any) -> None:
+    gateway = start_gateway("--idle-timeout", "1")
+    np.testing.assert_allclose(_infer_fare(gateway.tcp), FARE_EXPECTED, rtol=1e-9)
+    assert len(gateway.running("fare-estimator")) == 1
+    _wait(lambda: gateway.containers() == [], 15, "the idle container to stop")
+    np.testing.assert_allclose(_infer_fare(gateway.tcp), FARE_EXPECTED, rtol=1e-9)
+
+
+def test_eager_start_runs_every_model_before_serving(start_gateway: Any) -> None:
+    gateway = start_gateway("--start", "eager")
+    models = sorted(c.labels["pymlc.model"] for c in gateway.containers())
+    assert models == ["digit-net", "fare-estimator"]
+
+
+def test_a_missing_image_is_unavailable_with_the_reason(start_gateway: Any, routes: Path,
+                                                        tmp_path: Path) -> None:
+    data = json.loads(routes.read_text())
+    data["models"][1]["image"] = "pymlc-test/never-built:0.0.0"
+    broken = tmp_path / "routes.json"
+    broken.write_text(json.dumps(data))
+    gateway = start_gateway(routes_file=broken)
+    with pytest.raises(InferenceServerException) as caught:
+        _infer_fare(gateway.tcp)
+    assert caught.value.status() == "StatusCode.UNAVAILABLE"
+    assert "pymlc-test/never-built:0.0.0 is not in the local Docker engine" in \
+        caught.value.message()
+    assert gateway.containers() == []
+    result = triton.InferenceServerClient(gateway.tcp).infer("digit-net",
+                                                             digit_inputs(DIGIT_PIXELS))
+    assert result.as_numpy("label").tolist() == DIGIT_LABELS
