@@ -130,3 +130,17 @@ def stubs_module(generated: Path, module: str) -> tuple[Any, Any]:
     if str(generated) not in sys.path:
         sys.path.insert(0, str(generated))
     return importlib.import_module(f"{module}_pb2"), importlib.import_module(f"{module}_pb2_grpc")
+
+
+def serving_images(client: Any) -> dict[str, str]:
+    """Build both example serving images (the layer cache makes a rebuild quick); name -> tag."""
+    from pymlc.compiler.pipeline import compile_spec
+    from pymlc.image import build_image
+
+    if not (FARE / "artifacts" / "model.joblib").exists():
+        subprocess.run([PYTHON, str(FARE / "train.py")], check=True, timeout=300)
+    built = {}
+    for spec in (FARE, DIGITS):
+        compiled = compile_spec(spec / "pyml.yaml")
+        built[compiled.plan.name] = build_image(compiled, target="serving", client=client).tags[0]
+    return built

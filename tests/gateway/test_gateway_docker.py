@@ -10,7 +10,6 @@ the tests cause is removed, on failure too (by the gateway's label).
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,16 +31,14 @@ from gateway_support import (
     digit_inputs,
     fare_inputs,
     pymlc,
+    serving_images,
 )
 from tritonclient.utils import InferenceServerException
 
-from pymlc.compiler.pipeline import compile_spec
 from pymlc.gateway import LABEL
-from pymlc.image import EngineUnavailableError, build_image, connect
+from pymlc.image import EngineUnavailableError, connect
 
 pytestmark = pytest.mark.docker
-
-BUILD_TIMEOUT = 1800
 
 
 @pytest.fixture(scope="session")
@@ -55,14 +52,8 @@ def engine() -> Any:
 
 @pytest.fixture(scope="session")
 def images(engine: Any) -> dict[str, str]:
-    """Both serving images, built once per session (the layer cache makes rebuilds quick)."""
-    if not (FARE / "artifacts" / "model.joblib").exists():
-        subprocess.run([PYTHON, str(FARE / "train.py")], check=True, timeout=300)
-    built = {}
-    for spec in (FARE, FARE.parent / "digit-net"):
-        compiled = compile_spec(spec / "pyml.yaml")
-        built[compiled.plan.name] = build_image(compiled, target="serving", client=engine).tags[0]
-    return built
+    """Both serving images, built once per session."""
+    return serving_images(engine)
 
 
 @pytest.fixture(scope="session")
