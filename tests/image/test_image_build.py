@@ -322,3 +322,14 @@ def test_invalid_extra_tag_is_refused_before_building(engine: Any) -> None:
     assert "Traceback" not in done.stderr
     assert "not a valid image reference: 'Not A Tag'" in done.stderr
     assert "Step 1/" not in done.stderr and "[ 1/" not in done.stderr
+
+
+def test_text_output_lists_each_step_and_the_tags(digit_serving: dict[str, Any]) -> None:
+    done = _pymlc("image", str(SPECS / "digit-net"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""  # stdout stays for data (--format json)
+    steps = [line for line in done.stderr.splitlines() if "] RUN pip install" in line]
+    assert len(steps) == 1 and steps[0].split()[0] == "cached", done.stderr
+    assert "built serving image " in done.stderr
+    for tag in digit_serving["tags"]:
+        assert f"tagged {tag}" in done.stderr
