@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from ..compiler.pipeline import Compiled
 from .context import DOCKERFILE, assemble_context
 
 __all__ = [
+    "DEFAULT_HOST",
     "TAIL_LINES",
     "TARGETS",
     "BuildError",
@@ -43,6 +45,7 @@ __all__ = [
 
 TARGETS = ("serving", "batch")
 TAIL_LINES = 20
+DEFAULT_HOST = "unix:///var/run/docker.sock"
 START_HINT = (
     "start it, then retry: `sudo scripts/setup-docker` in a pymlc checkout (installs and starts"
     " it, with the local base image), or `sudo systemctl start docker`, or without a bridge"
@@ -123,17 +126,28 @@ def connect() -> Any:
     except ImportError as exc:
         raise EngineUnavailableError("the docker SDK is not installed: pip install"
                                      " 'pymlc[image]'") from exc
+    where = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
     try:
+        # The SDK leaks its socket when the engine is absent; probe a Unix socket first.
+        if where.startswith("unix://"):
+            _probe(where.removeprefix("unix://"))
         client = docker.from_env()
         client.ping()
-    except docker.errors.DockerException as exc:
-        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    except (OSError, docker.errors.DockerException) as exc:
         raise EngineUnavailableError(f"cannot reach the Docker engine at {where}"
                                      f" ({_reason(exc)}); {START_HINT}") from exc
     return client
 
 
+def _probe(path: str) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        probe.connect(path)
+
+
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
     text = str(exc)
     for known in ("No such file or directory", "Connection refused", "Permission denied"):
         if known in text:

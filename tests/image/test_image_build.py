@@ -84,10 +84,13 @@ print(FareModel(root / "artifacts").predict(frame).to_json(orient="records"))
 
 @pytest.fixture(scope="session")
 def engine() -> Any:
+    problem = client = None
     try:
         client = connect()
     except EngineUnavailableError as exc:
-        pytest.fail(f"the image tests need the Docker engine: {exc}", pytrace=False)
+        problem = str(exc)
+    if problem is not None:  # failed outside the except block: no exception chain in the report
+        pytest.fail(f"the image tests need the Docker engine: {problem}", pytrace=False)
     base = compile_spec(SPECS / "digit-net" / "pyml.yaml").plan.image.base
     if not client.images.list(name=base):
         pytest.fail(f"base image {base} is missing (no registry to pull it from): run"
