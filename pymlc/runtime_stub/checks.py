@@ -36,6 +36,7 @@ __all__ = [
     "InputError",
     "OutputError",
     "TensorSpec",
+    "check_output_arrays",
     "check_output_columns",
     "check_output_tensors",
     "column_specs",
@@ -166,6 +167,24 @@ def check_output_columns(frame: object, specs: Sequence[ColumnSpec], rows: int) 
     Raises:
         OutputError: not a DataFrame, wrong row count, or a column missing, extra or mistyped.
     """
+    return pd.DataFrame(check_output_arrays(frame, specs, rows), copy=False)
+
+
+def check_output_arrays(frame: object, specs: Sequence[ColumnSpec],
+                        rows: int) -> dict[str, Any]:
+    """Like ``check_output_columns``, but the columns as arrays (no second DataFrame).
+
+    Args:
+        frame: the return value of ``predict``.
+        specs: the spec's outputs.
+        rows: the number of input rows.
+
+    Returns:
+        Output name -> numpy or pandas array in the spec's dtype, in spec order.
+
+    Raises:
+        OutputError: as for ``check_output_columns``.
+    """
     if not isinstance(frame, pd.DataFrame):
         raise OutputError([f"predict returned {type(frame).__name__}, expected a pandas"
                            " DataFrame with the spec's output columns"])
@@ -178,13 +197,14 @@ def check_output_columns(frame: object, specs: Sequence[ColumnSpec], rows: int) 
         problems.insert(0, "predict returned duplicate column names")
     if problems:
         raise OutputError(problems)
-    return pd.DataFrame(arrays, copy=False)
+    return arrays
 
 
 def _conform_all(columns: Mapping[str, Any], specs: Sequence[ColumnSpec],
                  role: str) -> tuple[dict[str, Any], list[str]]:
+    names = {s.name for s in specs}
     problems = [f"{name}: unexpected {role} column (the spec has no such {role})"
-                for name in columns if not any(s.name == name for s in specs)]
+                for name in columns if name not in names]
     arrays: dict[str, Any] = {}
     for spec in specs:
         if spec.name not in columns:
@@ -219,13 +239,15 @@ def _values(column: Any) -> Any:
 def _conform_column(values: Any, spec: ColumnSpec) -> Any:
     if values.ndim != 1:
         raise _Mismatch(f"expected one value per row, got an array of shape {values.shape}")
-    family = _family(values, spec)
-    if family != spec.type.family:
-        raise _Mismatch(f"expected {_describe(spec)}, got {_shown_dtype(values, family)}"
+    family = spec.type.family
+    same = _UNCHANGED.get(family) if values.dtype == spec.dtype else None
+    if same is not None and family not in ("string", "binary"):  # the hot path: dtype says all
+        return same(values, spec)
+    if _family(values, spec) != family:
+        raise _Mismatch(f"expected {_describe(spec)}, got"
+                        f" {_shown_dtype(values, _family(values, spec))}"
                         " (only lossless conversions are applied)")
-    if values.dtype == spec.dtype and family in _UNCHANGED:
-        return _UNCHANGED[family](values, spec)
-    return _CONVERT[family](values, spec)
+    return same(values, spec) if same is not None else _CONVERT[family](values, spec)
 
 
 def _shown_dtype(values: Any, family: str) -> str:
@@ -246,7 +268,7 @@ def _family(values: Any, spec: ColumnSpec) -> str:
     if isinstance(dtype, pd.StringDtype):
         return "string"
     if dtype.kind != "O":
-        return _KIND_FAMILY.get(dtype.kind, str(dtype))
+        return _KIND_FAMILY.get(dtype.kind) or str(dtype)
     inferred = str(pd.api.types.infer_dtype(values, skipna=True))
     if inferred == "empty":  # every value is null: fits any family; nullability decides
         return spec.type.family
@@ -426,8 +448,9 @@ def check_output_tensors(tensors: object,
 
 def _conform_tensors(tensors: Mapping[str, Any], specs: Sequence[TensorSpec],
                      role: str) -> tuple[dict[str, np.ndarray[Any, Any]], list[str]]:
+    names = {s.name for s in specs}
     problems = [f"{name}: unexpected {role} tensor (the spec has no such {role})"
-                for name in tensors if not any(s.name == name for s in specs)]
+                for name in tensors if name not in names]
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     for spec in specs:
         if spec.name not in tensors:
@@ -442,16 +465,24 @@ def _conform_tensors(tensors: Mapping[str, Any], specs: Sequence[TensorSpec],
 
 
 def _conform_tensor(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, Any]:
-    if len(array.shape) != len(spec.shape) or any(
-            want not in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)):
+    if not _fits(array.shape, spec.shape):
         raise _Mismatch(f"shape {list(array.shape)} does not match {list(spec.shape)}"
                         " (-1 = any size)")
     if array.dtype == spec.dtype:
         return array
-    family = _KIND_FAMILY.get(array.dtype.kind, str(array.dtype))
+    family = _KIND_FAMILY.get(array.dtype.kind) or str(array.dtype)
     if family != spec.type.family:
         raise _Mismatch(f"expected dtype {spec.type.name}, got {array.dtype}"
                         " (only lossless conversions are applied)")
     if array.ndim == 0:
         return _lossless(array.reshape(1), spec.dtype, family).reshape(())
     return _lossless(array.reshape(-1), spec.dtype, family).reshape(array.shape)
+
+
+def _fits(shape: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
+    if len(shape) != len(wanted):
+        return False
+    for got, want in zip(shape, wanted, strict=True):
+        if want != -1 and want != got:
+            return False
+    return True

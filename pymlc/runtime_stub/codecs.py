@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ __all__ = [
     "read_tensors",
     "tensors_from_typed",
     "tensors_to_json",
+    "to_wire",
+    "typed_from_columns",
     "typed_from_frame",
+    "wire_array",
     "typed_from_tensors",
     "wire_to_values",
     "with_nulls",
@@ -155,41 +159,67 @@ def typed_from_frame(message: Any, frame: pd.DataFrame, specs: Sequence[ColumnSp
     Returns:
         ``message``, filled.
     """
+    return typed_from_columns(message, {s.name: frame[s.name].array for s in specs}, specs)
+
+
+def typed_from_columns(message: Any, columns: Mapping[str, Any],
+                       specs: Sequence[ColumnSpec]) -> Any:
+    """Fill a typed message from conformed column arrays (numpy or pandas arrays).
+
+    Args:
+        message: an empty ``PredictRequest`` or ``PredictResponse``.
+        columns: one array per spec, in the spec's dtype.
+        specs: the message's columns.
+
+    Returns:
+        ``message``, filled.
+    """
     for spec in specs:
-        column = frame[spec.name]
-        nulls = np.asarray(column.isna(), dtype=bool) if spec.nullable else None
-        wire = _to_wire(column, spec, nulls)
-        if nulls is None:
-            getattr(message, spec.name).extend(wire)
+        values = columns[spec.name]
+        if not spec.nullable:
+            getattr(message, spec.name).extend(to_wire(values, spec, None))
             continue
+        nulls = np.asarray(pd.isna(values), dtype=bool)
         nullable = getattr(message, spec.name)
         nullable.SetInParent()  # present even with zero rows
-        nullable.values.extend(wire)
+        nullable.values.extend(to_wire(values, spec, nulls))
         if nulls.any():
             nullable.nulls.extend(nulls.tolist())
     return message
 
 
-def _to_wire(column: pd.Series, spec: ColumnSpec, nulls: np.ndarray[Any, Any] | None) -> list[Any]:
-    """One column as a list of wire values, a default where null."""
-    numpy = spec.type.proto_numpy
+def to_wire(values: Any, spec: ColumnSpec, nulls: np.ndarray[Any, Any] | None) -> list[Any]:
+    """One conformed column as a list of typed-proto values, a default where null.
+
+    Args:
+        values: the column (numpy or pandas array) in the spec's dtype.
+        spec: the column.
+        nulls: its null flags (None: not nullable).
+
+    Returns:
+        Python values of the column's proto type (dates as days, timestamps as microseconds).
+    """
+    data = wire_array(values, spec, spec.type.proto_numpy, nulls)
+    return list(data.tolist())
+
+
+def wire_array(values: Any, spec: ColumnSpec, numpy: str,
+               nulls: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+    """A conformed column as a numpy array of ``numpy`` (epoch counts for dates/timestamps)."""
     if numpy == "object":
-        values = column.to_numpy(dtype=object)
+        data = np.asarray(values, dtype=object)
         if nulls is not None and nulls.any():
-            values = np.where(nulls, b"" if spec.type.family == "binary" else "", values)
-        return list(values)
+            data = np.where(nulls, b"" if spec.type.family == "binary" else "", data)
+        return data
     if spec.type.family == "datetime":
-        unit = _EPOCH_UNIT[spec.type.name]
-        data = column.to_numpy().astype(unit).view(np.int64)
-        if nulls is not None:
-            data = np.where(nulls, 0, data)
-        return list(data.astype(numpy).tolist())
-    if nulls is not None and isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
-        return list(column.to_numpy(dtype=numpy, na_value=0).tolist())
-    data = column.to_numpy(dtype=numpy)
+        data = np.asarray(values).astype(_EPOCH_UNIT[spec.type.name]).view(np.int64)
+    elif isinstance(values, pd.api.extensions.ExtensionArray):
+        data = values.to_numpy(dtype=numpy, na_value=0)
+    else:
+        data = np.asarray(values)
     if nulls is not None and nulls.any():
         data = np.where(nulls, 0, data)
-    return list(data.tolist())
+    return np.asarray(data, dtype=numpy)
 
 
 def tensors_from_typed(message: Any, specs: Sequence[TensorSpec]) -> dict[str, Any]:
@@ -227,9 +257,9 @@ def from_bytes(data: bytes, dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.
     Raises:
         ValueError: the byte count does not match the shape and dtype.
     """
-    if any(d < 0 for d in shape):
+    if min(shape, default=0) < 0:
         raise ValueError(f"shape {list(shape)} has a negative dimension")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # math, not numpy: this runs on every request
     if len(data) != count * dtype.itemsize:
         raise ValueError(f"{len(data)} bytes do not hold shape {list(shape)} of {dtype.name}"
                          f" ({count * dtype.itemsize} bytes)")

@@ -39,7 +39,7 @@ from grpc_reflection.v1alpha import reflection
 
 from . import oip
 from .checks import ContractError, InputError, OutputError
-from .codecs import columns_from_typed, tensors_from_typed, typed_from_frame, typed_from_tensors
+from .codecs import columns_from_typed, tensors_from_typed, typed_from_columns, typed_from_tensors
 from .config import ModelConfig
 from .metrics import Metrics, serve_metrics
 from .predict import Predictor
@@ -221,9 +221,9 @@ class ModelServer:
     def _predict_frame_typed(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         request = _parse(self._stubs.PredictRequest, data)
         columns = columns_from_typed(request, self._predictor.input_columns)
-        frame = self._predictor.predict_columns(columns)
-        response = typed_from_frame(self._stubs.PredictResponse(), frame,
-                                    self._predictor.output_columns)
+        outputs = self._predictor.predict_arrays(columns)
+        response = typed_from_columns(self._stubs.PredictResponse(), outputs,
+                                      self._predictor.output_columns)
         return bytes(response.SerializeToString())
 
     def _predict_tensors_typed(self, data: bytes, context: grpc.ServicerContext) -> bytes:
@@ -246,8 +246,8 @@ class ModelServer:
         predictor = self._predictor
         if self.config.kind == "dataframe":
             columns = oip.columns_from_oip(request, predictor.input_columns)
-            frame = predictor.predict_columns(columns)
-            oip.columns_to_oip(response, frame, predictor.output_columns, requested)
+            outputs = predictor.predict_arrays(columns)
+            oip.columns_to_oip(response, outputs, predictor.output_columns, requested)
         else:
             tensors = predictor.predict_tensors(oip.tensors_from_oip(request))
             oip.tensors_to_oip(response, tensors, predictor.output_tensors, requested)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import ColumnSpec, InputError, TensorSpec
-from .codecs import from_bytes, wire_to_values, with_nulls
+from .codecs import from_bytes, wire_array, wire_to_values, with_nulls
 from .config import ModelConfig
 from .proto import grpc_predict_v2_pb2 as pb
 from .types import OIP_DATATYPES
@@ -176,42 +176,31 @@ def _column(array: np.ndarray[Any, Any], spec: ColumnSpec,
     return with_nulls(values, nulls, spec)
 
 
-def columns_to_oip(response: pb.ModelInferResponse, frame: pd.DataFrame,
+def columns_to_oip(response: pb.ModelInferResponse, columns: Mapping[str, Any],
                    specs: Sequence[ColumnSpec], requested: Sequence[str]) -> None:
     """Append a dataframe model's outputs to ``response`` as raw 1-D tensors.
 
     Args:
         response: the response being built.
-        frame: the checked outputs.
+        columns: the checked outputs, one array per spec.
         specs: the spec's outputs.
         requested: output names the client asked for (empty: all).
     """
     for spec in specs:
-        if requested and spec.name not in requested:
-            continue
-        column = frame[spec.name]
-        nulls = np.asarray(column.isna(), dtype=bool) if spec.nullable else None
-        _add(response, spec.name, spec.type.oip, [len(column)], _column_raw(column, spec, nulls))
-        if nulls is not None:
-            _add(response, spec.name + NULLS_SUFFIX, "BOOL", [len(column)], nulls.tobytes())
+        values = columns[spec.name]
+        nulls = np.asarray(pd.isna(values), dtype=bool) if spec.nullable else None
+        if not requested or spec.name in requested:
+            _add(response, spec.name, spec.type.oip, [len(values)],
+                 _column_raw(values, spec, nulls))
+        if nulls is not None and (not requested or spec.name + NULLS_SUFFIX in requested):
+            _add(response, spec.name + NULLS_SUFFIX, "BOOL", [len(values)], nulls.tobytes())
 
 
-def _column_raw(column: pd.Series, spec: ColumnSpec, nulls: np.ndarray[Any, Any] | None) -> bytes:
-    numpy = OIP_DATATYPES[spec.type.oip].numpy
-    if numpy == "object":
-        values = column.to_numpy(dtype=object).tolist()
-        flags = nulls.tolist() if nulls is not None else [False] * len(values)
-        return _join_bytes([b"" if null else _as_bytes(v)
-                            for v, null in zip(values, flags, strict=True)])
-    if spec.type.family == "datetime":
-        data = column.to_numpy().astype(spec.numpy).view(np.int64)
-    elif isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
-        data = column.to_numpy(dtype=numpy, na_value=0)
-    else:
-        data = column.to_numpy()
-    if nulls is not None and nulls.any():
-        data = np.where(nulls, 0, data)
-    return np.ascontiguousarray(data, dtype=numpy).tobytes()
+def _column_raw(values: Any, spec: ColumnSpec, nulls: np.ndarray[Any, Any] | None) -> bytes:
+    data = wire_array(values, spec, OIP_DATATYPES[spec.type.oip].numpy, nulls)
+    if data.dtype == object:
+        return _join_bytes([_as_bytes(v) for v in data.tolist()])
+    return data.tobytes()
 
 
 def _as_bytes(value: Any) -> bytes:

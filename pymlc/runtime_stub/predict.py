@@ -16,7 +16,7 @@ import pandas as pd
 
 from .checks import (
     InputError,
-    check_output_columns,
+    check_output_arrays,
     check_output_tensors,
     column_specs,
     conform_columns,
@@ -93,13 +93,29 @@ class Predictor:
             OutputError: the model returned outputs that do not match the spec.
             TypeError: the model is a tensor model.
         """
+        return pd.DataFrame(self.predict_arrays(columns), copy=False)
+
+    def predict_arrays(self, columns: Mapping[str, Any]) -> dict[str, Any]:
+        """Like ``predict_columns``, returning the outputs as arrays (what codecs encode).
+
+        Args:
+            columns: column name -> values, one per row.
+
+        Returns:
+            Output name -> numpy or pandas array in the spec's dtype, in spec order.
+
+        Raises:
+            InputError: the input does not match the spec.
+            OutputError: the model returned outputs that do not match the spec.
+            TypeError: the model is a tensor model.
+        """
         model = self.model
         if not isinstance(model, DataFrameModel):
             raise TypeError(f"{self.config.name} is a tensor model; call predict_tensors")
         frame = conform_columns(columns, self.input_columns)
         if len(frame) == 0:  # nothing to score: many models reject empty input
-            return _empty(self.output_columns)
-        return check_output_columns(model.predict(frame), self.output_columns, len(frame))
+            return {s.name: pd.array([], dtype=s.dtype) for s in self.output_columns}
+        return check_output_arrays(model.predict(frame), self.output_columns, len(frame))
 
     def predict_tensors(self, tensors: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         """Score named tensors with a tensor model.
@@ -122,6 +138,3 @@ class Predictor:
         arrays = conform_tensors(tensors, self.input_tensors)
         return check_output_tensors(model.predict(arrays), self.output_tensors)
 
-
-def _empty(specs: Any) -> pd.DataFrame:
-    return pd.DataFrame({s.name: pd.Series([], dtype=s.dtype) for s in specs})
