@@ -368,9 +368,6 @@ def _check_passthrough(doc: Document, root: Path) -> Iterator[Diagnostic]:
     passthrough = _mapping(doc.data, "batch").get("passthrough")
     if not isinstance(passthrough, list):
         return
-    if _mapping(doc.data, "model").get("kind") == "tensor" and passthrough:
-        yield doc.error(("batch", "passthrough"), "E205", "passthrough columns apply to dataframe"
-                        " models only; remove batch.passthrough")
     outputs = {str(item.get("name")).lower(): item.get("name")
                for _, item in _items(doc.data, "outputs")}
     seen: set[str] = set()
