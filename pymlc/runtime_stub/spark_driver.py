@@ -37,6 +37,7 @@ from .spark_session import (
     warn,
 )
 from .spark_table import TableName, WriteError, describe_table, write_atomically
+from .spark_tensor import score_tensor_batches
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -82,10 +83,6 @@ def main(argv: Sequence[str], *, config_path: Path | str) -> int:
     except ConfigError as exc:
         warn(f"error: {exc}")
         return EXIT_USAGE
-    if config.kind != "dataframe":
-        warn(f"error: {config.name} is a {config.kind} model; batch scoring from SQL needs"
-             " model.kind: dataframe")
-        return EXIT_FAILED
     return _run(args, config, root, query, dest)
 
 
@@ -204,12 +201,16 @@ def _scored_frame(spark: SparkSession, config: ModelConfig, root: Path, query: s
     arrow_schema = to_arrow_schema(
         schema, timezone=spark.conf.get("spark.sql.session.timeZone"),
         prefers_large_types=spark.conf.get(_LARGE_VAR_TYPES, "false") == "true")
-    fn = functools.partial(score_batches, config_path=str(config.path),
-                           model_root=str(root.resolve()),
-                           inputs=tuple(f.name for _, f, _ in plan.inputs),
-                           passthrough=tuple(name for _, name in plan.passthrough),
-                           schema=arrow_schema,
-                           nullable=tuple(f.nullable for f in config.outputs), rows=rows)
+    common: dict[str, Any] = {
+        "config_path": str(config.path), "model_root": str(root.resolve()),
+        "inputs": tuple(f.name for _, f, _ in plan.inputs),
+        "passthrough": tuple(name for _, name in plan.passthrough),
+        "schema": arrow_schema, "rows": rows}
+    if config.kind == "tensor":
+        fn = functools.partial(score_tensor_batches, **common)
+    else:
+        fn = functools.partial(score_batches, **common,
+                               nullable=tuple(f.nullable for f in config.outputs))
     return spark.sql(query).select(*selected).mapInArrow(fn, schema)
 
 

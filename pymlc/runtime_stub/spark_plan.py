@@ -4,6 +4,12 @@ the passthrough columns, and the destination table against the job's output.
 Pure functions over plain column descriptions (name, Spark SQL type name, nullable), so they
 need no Spark to run or to test; ``spark_driver`` feeds them from ``spark.sql(q).schema``.
 
+Tensor models: each query row is one sample. A tensor input of shape ``[-1, d1, ..., dk]`` is a
+column of ``k`` nested Spark arrays whose innermost element type is the type table's ``spark``
+entry for the dtype (``pixels float32 [-1, 8, 8]`` is ``ARRAY<ARRAY<FLOAT>>``; a ``[-1]`` tensor
+is a plain ``FLOAT`` column). The first dimension must be -1, the batch dimension, for inputs and
+outputs alike; the sizes of the other dimensions are checked per batch by the worker.
+
 Nullability: Spark marks most query columns nullable (every Parquet column, every outer join,
 most expressions) even when no value is null, so a nullable query column for a non-nullable
 input is *not* an error here. If a null does arrive, the runtime's input check (the same one the
@@ -16,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import FieldConfig, ModelConfig
-from .types import COLUMN_TYPES
+from .types import COLUMN_TYPES, TENSOR_DTYPES
 
 __all__ = [
     "Column",
@@ -26,6 +32,7 @@ __all__ = [
     "check_destination",
     "plan_job",
     "spark_type_to_spec",
+    "tensor_spark_type",
 ]
 
 # Spark SQL type name (lower case, as ``DataType.simpleString()`` prints it) -> spec type,
@@ -82,12 +89,22 @@ def spark_type_to_spec(spark_type: str) -> str | None:
     return _SPARK_TO_SPEC.get(spark_type.lower())
 
 
+def tensor_spark_type(field: FieldConfig) -> str:
+    """The Spark SQL type of one sample of a tensor: ``ARRAY<ARRAY<FLOAT>>`` for
+    ``float32 [-1, 8, 8]``, ``BIGINT`` for ``int64 [-1]`` (one array level per dimension after
+    the batch dimension; the element type from the type table)."""
+    depth = max(len(field.shape or ()) - 1, 0)
+    return "ARRAY<" * depth + TENSOR_DTYPES[field.type].spark + ">" * depth
+
+
 def plan_job(config: ModelConfig, query: Sequence[Column]) -> JobPlan:
     """Match the query's columns to the spec's inputs and passthrough columns.
 
     Names match case-insensitively, as Spark resolves them. A query column may have the input's
     type or a narrower one of the same family (``widens_to`` in the type table), which is cast
-    up in Spark; anything else is reported with the cast that would fix it.
+    up in Spark; anything else is reported with the cast that would fix it. For a tensor model
+    the same holds for the innermost element type of the nested arrays, whose depth must be
+    the tensor's rank minus one; every tensor's first dimension must be -1.
 
     Raises:
         PlanError: every missing, ambiguous or incompatible column, at once.
@@ -96,10 +113,17 @@ def plan_job(config: ModelConfig, query: Sequence[Column]) -> JobPlan:
     for given in query:
         by_name.setdefault(given.name.lower(), []).append(given)
     problems: list[str] = []
+    tensor = config.kind == "tensor"
+    if tensor:
+        _check_batch_dimension(config, problems)
     inputs = []
     for field in config.inputs:
-        column = _find(by_name, field.name, f"input {field.name!r} ({field.type})", problems)
-        if column is not None and _check_type(column, field, problems):
+        column = _find(by_name, field.name, f"input {field.name!r} ({_shown(field)})", problems)
+        if column is None:
+            continue
+        if tensor and _check_tensor(column, field, problems):
+            inputs.append((column.name, field, tensor_spark_type(field)))
+        elif not tensor and _check_type(column, field, problems):
             inputs.append((column.name, field, COLUMN_TYPES[field.type].spark))
     passthrough = []
     outputs = {f.name.lower() for f in config.outputs}
@@ -129,6 +153,63 @@ def _find(by_name: dict[str, list[Column]], name: str, what: str,
     return found[0]
 
 
+def _shown(field: FieldConfig) -> str:
+    return field.type if field.shape is None else f"{field.type} {list(field.shape)}"
+
+
+def _check_batch_dimension(config: ModelConfig, problems: list[str]) -> None:
+    for role, fields in (("input", config.inputs), ("output", config.outputs)):
+        for field in fields:
+            shape = list(field.shape or ())
+            if not shape or shape[0] != -1:
+                fix = [-1, *shape[1:]] if shape else [-1]
+                problems.append(
+                    f"{role} {field.name!r} has shape {shape}: batch scoring needs -1 as the first"
+                    f" dimension, the batch dimension (one query row per sample); declare shape:"
+                    f" {fix} in the spec to score it in batch")
+
+
+def _array_levels(spark_type: str) -> tuple[int, str]:
+    """Nesting depth and innermost element type of a ``simpleString()`` type name."""
+    depth, text = 0, spark_type.strip().lower()
+    while text.startswith("array<") and text.endswith(">"):
+        depth, text = depth + 1, text[len("array<"):-1].strip()
+    return depth, text
+
+
+def _check_tensor(column: Column, field: FieldConfig, problems: list[str]) -> bool:
+    want_depth = max(len(field.shape or ()) - 1, 0)
+    element = TENSOR_DTYPES[field.type].spark
+    target = spark_type_to_spec(element) or ""
+    depth, given = _array_levels(column.spark_type)
+    given_type = spark_type_to_spec(given)
+    same_family = given_type == target or (
+        given_type is not None and target in COLUMN_TYPES[given_type].widens_to)
+    if depth == want_depth and same_family:
+        return True
+    wanted = tensor_spark_type(field)
+    reasons = []
+    if depth != want_depth:
+        reasons.append(f"{_levels(depth)} of arrays where {_shown(field)} needs {want_depth}"
+                       " (one per dimension after the batch dimension)")
+    if not same_family:
+        accepted = [row.spark for row in COLUMN_TYPES.values()
+                    if row.name == target or target in row.widens_to]
+        reasons.append(f"elements of type {given.upper()} where {field.type} needs"
+                       f" {' or '.join(accepted)}")
+    fix = (f"cast it in the query: CAST({_quote(column.name)} AS {wanted}) AS"
+           f" {_quote(field.name)}" if depth == want_depth
+           else f"select a column of {wanted} (one row per sample)")
+    problems.append(
+        f"column {column.name!r} is {column.spark_type.upper()}, but input {field.name!r}"
+        f" ({_shown(field)}) is {wanted}: {'; '.join(reasons)}; {fix}")
+    return False
+
+
+def _levels(depth: int) -> str:
+    return f"{depth} level{'s' * (depth != 1)}"
+
+
 def _check_type(column: Column, field: FieldConfig, problems: list[str]) -> bool:
     target = COLUMN_TYPES[field.type]
     given = spark_type_to_spec(column.spark_type)
@@ -147,7 +228,10 @@ def _output(config: ModelConfig, query: Sequence[Column],
             passthrough: Sequence[tuple[str, str]]) -> tuple[Column, ...]:
     types = {c.name: c.spark_type for c in query}
     columns = [Column(name, types[source]) for source, name in passthrough]
-    columns += [Column(f.name, COLUMN_TYPES[f.type].spark.lower()) for f in config.outputs]
+    if config.kind == "tensor":
+        columns += [Column(f.name, tensor_spark_type(f).lower()) for f in config.outputs]
+    else:
+        columns += [Column(f.name, COLUMN_TYPES[f.type].spark.lower()) for f in config.outputs]
     return tuple(columns)
 
 

@@ -73,6 +73,10 @@ class TensorDtype:
         oip: Open Inference Protocol v2 datatype.
         widens_to: dtypes an array of this dtype converts to without loss.
         family: as for columns: ``int`` (signed and unsigned), ``float`` or ``bool``.
+        spark: Spark SQL type of one element (the innermost type of a batch job's nested
+            ``ARRAY<...>`` column). Spark has no unsigned or half-precision types, so uint8
+            and float16 map to the narrowest Spark type that holds every value (``SMALLINT``,
+            ``FLOAT``); the runtime's lossless conversion brings them back.
     """
 
     name: str
@@ -81,6 +85,7 @@ class TensorDtype:
     oip: str
     widens_to: tuple[str, ...] = ()
     family: str = ""
+    spark: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,24 +155,24 @@ TENSOR_DTYPES: dict[str, TensorDtype] = {
     row.name: row
     for row in (
         TensorDtype("bool", "bool", _BOOL, "BOOL",
-                    family="bool"),
+                    family="bool", spark="BOOLEAN"),
         TensorDtype("int8", "<i1", _int_json(8), "INT8", ("int16", "int32", "int64"),
-                    family="int"),
+                    family="int", spark="TINYINT"),
         TensorDtype("int16", "<i2", _int_json(16), "INT16", ("int32", "int64"),
-                    family="int"),
+                    family="int", spark="SMALLINT"),
         TensorDtype("int32", "<i4", _int_json(32), "INT32", ("int64",),
-                    family="int"),
+                    family="int", spark="INT"),
         TensorDtype("int64", "<i8", _int_json(64), "INT64",
-                    family="int"),
+                    family="int", spark="BIGINT"),
         TensorDtype("uint8", "<u1", _int_json(8, signed=False), "UINT8",
                     ("int16", "int32", "int64"),
-                    family="int"),
+                    family="int", spark="SMALLINT"),
         TensorDtype("float16", "<f2", _NUMBER, "FP16", ("float32", "float64"),
-                    family="float"),
+                    family="float", spark="FLOAT"),
         TensorDtype("float32", "<f4", _NUMBER, "FP32", ("float64",),
-                    family="float"),
+                    family="float", spark="FLOAT"),
         TensorDtype("float64", "<f8", _NUMBER, "FP64",
-                    family="float"),
+                    family="float", spark="DOUBLE"),
     )
 }
 
