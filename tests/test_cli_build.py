@@ -136,8 +136,8 @@ def test_check_finds_a_spec_edited_without_rebuild(fare: Path) -> None:
     assert result.returncode == 1
     stale = sorted(line.split(": ", 1)[1] for line in result.stderr.splitlines()
                    if line.startswith("stale: "))
-    assert stale == ["generated/Dockerfile", "generated/manifest.json", "generated/model.json",
-                     "generated/serving.yaml"]
+    assert stale == ["generated/Dockerfile", "generated/kubernetes.yaml",
+                     "generated/manifest.json", "generated/model.json", "generated/serving.yaml"]
     assert "-  timeout_ms: 1000\n+  timeout_ms: 250\n" in result.stdout
 
 
@@ -177,7 +177,8 @@ def test_out_with_a_folder_of_specs(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert [(m["name"], m["out"]) for m in report["models"]] == [
         ("digit-net", "out/digit-net"), ("fare-estimator", "out/fare-estimator")]
-    assert sorted(p.name for p in out.iterdir()) == ["digit-net", "fare-estimator"]
+    # The gateway's routes of the folder's models sit beside them.
+    assert sorted(p.name for p in out.iterdir()) == ["digit-net", "fare-estimator", "routes.json"]
     assert _files(out / "fare-estimator") == FARE_FILES
     assert "proto/digit_net_v2.proto" in _files(out / "digit-net")
     check = pymlc("check", "models", "-o", "out", "--format", "json", cwd=tmp_path)
@@ -188,12 +189,13 @@ def test_out_with_a_folder_of_specs(tmp_path: Path) -> None:
 def test_out_with_a_folder_of_one_spec_is_still_per_model(tmp_path: Path) -> None:
     _copy("digit-net", tmp_path / "models")
     assert pymlc("build", "models", "-o", "out", cwd=tmp_path).returncode == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["digit-net"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["digit-net", "routes.json"]
     # A second model joins the folder: the first one's files stay where they were.
     _copy("fare-estimator", tmp_path / "models")
     assert pymlc("check", "models", "-o", "out", cwd=tmp_path).stderr.count("missing: ") > 0
     assert pymlc("build", "models", "-o", "out", cwd=tmp_path).returncode == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["digit-net", "fare-estimator"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "digit-net", "fare-estimator", "routes.json"]
     assert pymlc("check", "models", "-o", "out", cwd=tmp_path).returncode == 0
 
 
