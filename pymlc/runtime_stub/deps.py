@@ -1,7 +1,11 @@
 """What the runtime needs installed, as pip requirement strings.
 
-The image recipe installs exactly these beside the model's own requirements. ``grpcio`` is pinned
-to the version of ``grpcio-tools`` that compiles the stubs: the stubs refuse an older runtime.
+The image recipe installs ``RUNTIME_REQUIREMENTS`` beside the model's own requirements in both
+targets, and ``BATCH_REQUIREMENTS`` in the batch target only: the server never imports pyarrow
+(only the batch driver and host-side Parquet reading do), and at 180 MB it would more than double
+what the runtime adds to the serving image. The host install (``pyproject.toml``) has both.
+``grpcio`` is pinned to the version of ``grpcio-tools`` that compiles the stubs: the stubs refuse
+an older runtime.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "numpy>=1.26",
     "pandas>=2.2,<3",
     "protobuf>=6.33.5,<7",
-    "pyarrow>=15",
 )
 
-BATCH_REQUIREMENTS: tuple[str, ...] = ("pyspark==4.3.0",)
+# Only the batch job needs Arrow (Spark's batches); the serving image stays without it.
+BATCH_REQUIREMENTS: tuple[str, ...] = ("pyarrow>=15", "pyspark==4.3.0")

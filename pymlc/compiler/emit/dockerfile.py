@@ -1,8 +1,11 @@
 """The multi-stage Dockerfile and its ``.dockerignore``.
 
-Stages: ``env`` (base image, Python venv, requirements, runtime), then ``serving`` and ``batch``
-targets on top of it. Requirements are installed before any model code is copied, so an edit to
-``model.py`` rebuilds only the last layers. Both targets run as a non-root user. No ``# syntax``
+Stages: ``env`` (base image, Python venv, the model's and the runtime's requirements), then the
+``serving`` and ``batch`` targets on top of it. Each target installs its own heavy dependencies
+(the batch target: Java, pyspark, pyarrow) before it copies the runtime, the generated files and
+the model code, in that order: an edit to ``model.py`` (or to the runtime) rebuilds only those
+copies. Both targets run as a non-root user that has a passwd entry (Java and Hadoop look the
+user up) and ``/tmp`` as home; the serving target runs with a read-only root filesystem. No ``# syntax``
 line: the built-in frontend of BuildKit and the classic builder both read this file as is.
 """
 
