@@ -11,8 +11,8 @@ beyond ``serving.max_concurrency``); an exception in ``predict`` (or outputs tha
 INTERNAL with its type and message, the traceback going to the log; a prediction that takes
 longer than ``serving.timeout_ms`` DEADLINE_EXCEEDED. The server keeps serving after all of them.
 
-The OIP stubs share the ``inference`` proto package with tritonclient's: one process can load
-only one of them, so clients such as tritonclient run in another process than this server.
+The OIP stubs share the ``inference`` proto package with tritonclient's; if those are loaded
+first in the same process, their (wire-identical) message classes are used instead (see ``oip``).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from .checks import ContractError, InputError, OutputError
 from .codecs import columns_from_typed, tensors_from_typed, typed_from_columns, typed_from_tensors
 from .config import ModelConfig
 from .metrics import Metrics, serve_metrics
+from .oip import pb as oip_pb
 from .predict import Predictor
-from .proto import grpc_predict_v2_pb2 as oip_pb
 from .types import COLUMN_TYPES, TENSOR_DTYPES
 
 __all__ = ["Listen", "ModelServer"]

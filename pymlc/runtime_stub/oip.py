@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,33 @@ import pandas as pd
 from .checks import ColumnSpec, InputError, TensorSpec
 from .codecs import from_bytes, wire_array, wire_to_values, with_nulls
 from .config import ModelConfig
-from .proto import grpc_predict_v2_pb2 as pb
 from .types import OIP_DATATYPES
+
+
+def _messages() -> Any:
+    """The OIP message classes: ours, or the same protocol's if another stub owns the package.
+
+    tritonclient's stubs define the same ``inference`` messages (a superset, same field numbers)
+    in another .proto file; protobuf refuses a second definition in one process, so when they
+    are loaded first (a test run or a client in the same process), use theirs.
+    """
+    try:
+        from .proto import grpc_predict_v2_pb2
+    except TypeError:
+        from google.protobuf import descriptor_pool, message_factory
+
+        pool = descriptor_pool.Default()
+        return SimpleNamespace(**{
+            name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"inference.{name}"))
+            for name in _MESSAGES})
+    return grpc_predict_v2_pb2
+
+
+_MESSAGES = ("ServerLiveRequest", "ServerLiveResponse", "ServerReadyRequest",
+             "ServerReadyResponse", "ModelReadyRequest", "ModelReadyResponse",
+             "ServerMetadataRequest", "ServerMetadataResponse", "ModelMetadataRequest",
+             "ModelMetadataResponse", "ModelInferRequest", "ModelInferResponse")
+pb = _messages()
 
 __all__ = [
     "NULLS_SUFFIX",
@@ -34,6 +60,7 @@ __all__ = [
     "columns_to_oip",
     "model_metadata",
     "output_names",
+    "pb",
     "tensors_from_oip",
     "tensors_to_oip",
 ]
@@ -43,7 +70,7 @@ NULLS_SUFFIX = ".nulls"
 _LENGTH = struct.Struct("<I")
 
 
-def tensors_from_oip(request: pb.ModelInferRequest) -> dict[str, np.ndarray[Any, Any]]:
+def tensors_from_oip(request: Any) -> dict[str, np.ndarray[Any, Any]]:
     """Every input of an OIP request as a numpy array of its declared datatype and shape.
 
     Args:
@@ -119,7 +146,7 @@ def _split_bytes(raw: bytes) -> list[bytes]:
     return items
 
 
-def columns_from_oip(request: pb.ModelInferRequest,
+def columns_from_oip(request: Any,
                      specs: Sequence[ColumnSpec]) -> dict[str, Any]:
     """The columns of a dataframe model from an OIP request (1-D tensors, ``.nulls`` flags).
 
@@ -176,7 +203,7 @@ def _column(array: np.ndarray[Any, Any], spec: ColumnSpec,
     return with_nulls(values, nulls, spec)
 
 
-def columns_to_oip(response: pb.ModelInferResponse, columns: Mapping[str, Any],
+def columns_to_oip(response: Any, columns: Mapping[str, Any],
                    specs: Sequence[ColumnSpec], requested: Sequence[str]) -> None:
     """Append a dataframe model's outputs to ``response`` as raw 1-D tensors.
 
@@ -211,7 +238,7 @@ def _join_bytes(items: Sequence[bytes]) -> bytes:
     return b"".join(_LENGTH.pack(len(item)) + item for item in items)
 
 
-def tensors_to_oip(response: pb.ModelInferResponse, tensors: Mapping[str, np.ndarray[Any, Any]],
+def tensors_to_oip(response: Any, tensors: Mapping[str, np.ndarray[Any, Any]],
                    specs: Sequence[TensorSpec], requested: Sequence[str]) -> None:
     """Append a tensor model's outputs to ``response`` as raw tensors.
 
@@ -228,7 +255,7 @@ def tensors_to_oip(response: pb.ModelInferResponse, tensors: Mapping[str, np.nda
         _add(response, spec.name, spec.type.oip, list(array.shape), array.tobytes())
 
 
-def _add(response: pb.ModelInferResponse, name: str, datatype: str, shape: list[int],
+def _add(response: Any, name: str, datatype: str, shape: list[int],
          raw: bytes) -> None:
     response.outputs.add(name=name, datatype=datatype, shape=shape)
     response.raw_output_contents.append(raw)
@@ -244,7 +271,7 @@ def output_names(config: ModelConfig) -> list[str]:
     return names
 
 
-def model_metadata(config: ModelConfig, datatypes: Mapping[str, str]) -> pb.ModelMetadataResponse:
+def model_metadata(config: ModelConfig, datatypes: Mapping[str, str]) -> Any:
     """``ModelMetadataResponse``: every input and output with its OIP datatype and shape.
 
     Args:

@@ -1,7 +1,7 @@
 """Helpers for the serving tests: build a spec into a temp folder and run real server processes.
 
-Tests never import the server in-process: its OIP stubs and tritonclient's share the
-``inference`` proto package, which one process can hold only once.
+Servers always run as child processes, as in production; the test process holds tritonclient,
+whose ``inference`` proto package the runtime then borrows (see ``oip``) if it imports it.
 """
 
 from __future__ import annotations
