@@ -18,6 +18,7 @@ from .cli_diff import register as _register_diff
 from .cli_gateway import register as _register_gateway
 from .cli_image import register as _register_image
 from .cli_serve import register as _register_serve
+from .cli_verify import register as _register_verify
 from .compiler.errors import Diagnostic, Level, PymlcError, SpecError
 from .console import emit_json, err, print_diagnostics, say
 
@@ -110,6 +111,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     _register_batch,
     _register_serve,
     _register_gateway,
+    _register_verify,
 ]
 
 

@@ -1,0 +1,106 @@
+"""The containers of one ``pymlc verify`` run: started with no network and a label naming the
+run, and all removed at the end, also on failure, Ctrl-C or SIGTERM.
+
+Every container carries ``pymlc.verify=<run id>``; :class:`ContainerRun` removes by that label,
+so a container whose start was interrupted half-way is removed too. Host folders shared with a
+container are made writable for the user it runs as (the image's non-root user when pymlc runs
+as root, else the caller's own uid, so that the caller can delete what it wrote).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+__all__ = ["LABEL", "ContainerRun", "interrupt_on_sigterm", "logs_tail"]
+
+LABEL = "pymlc.verify"
+_LOG_TAIL = 30
+
+
+class ContainerRun:
+    """Starts labelled containers for one verify run and removes them all on :meth:`close`."""
+
+    def __init__(self, client: Any, *, run_id: str | None = None) -> None:
+        self.client = client
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+
+    def start(self, image: str, command: list[str], *, role: str, mounts: dict[Path, str],
+              read_only: bool = False, image_user: str = "") -> Any:
+        """Start ``image`` detached with ``--network none`` and the run's label.
+
+        Args:
+            image: the image id or tag.
+            command: arguments after the image's entrypoint.
+            role: ``serving`` or ``batch``, part of the container's name.
+            mounts: host folder -> container folder, bind-mounted read-write.
+            read_only: a read-only root filesystem with a tmpfs on /tmp.
+            image_user: the image's ``User``; its uid owns the mounted folders when we are root.
+        """
+        import docker
+
+        user = self._share(mounts, image_user)
+        options: dict[str, Any] = {}
+        if read_only:
+            options.update(read_only=True, tmpfs={"/tmp": "rw,size=256m"})
+        return self.client.containers.run(
+            image, command, detach=True, name=f"pymlc-verify-{self.run_id}-{role}",
+            labels={LABEL: self.run_id, "pymlc.verify.role": role}, network_mode="none",
+            # No network means no resolvable host name; Java (Spark) looks its own up.
+            hostname="localhost",
+            mounts=[docker.types.Mount(target, str(source), type="bind")
+                    for source, target in mounts.items()],
+            user=user, **options)
+
+    def _share(self, mounts: dict[Path, str], image_user: str) -> str | None:
+        uid, _, gid = image_user.partition(":")
+        for folder in mounts:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0 and uid.isdigit():
+                os.chown(folder, int(uid), int(gid or uid))
+                os.chmod(folder, 0o750)
+        if os.geteuid() == 0:
+            return None  # the image's own non-root user
+        return f"{os.getuid()}:{os.getgid()}"
+
+    def close(self) -> list[str]:
+        """Remove every container of this run (running or not); returns their names."""
+        import docker
+
+        removed = []
+        found = self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.run_id}"})
+        for container in found:
+            try:
+                container.remove(force=True)
+                removed.append(container.name)
+            except docker.errors.NotFound:
+                pass
+        return removed
+
+
+def logs_tail(container: Any, lines: int = _LOG_TAIL) -> list[str]:
+    """The last lines of a container's output (stdout and stderr), for a failure report."""
+    try:
+        text = container.logs(stdout=True, stderr=True, tail=lines).decode(errors="replace")
+    except Exception:  # the container may be gone already; the report still goes out
+        return []
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+@contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into ``KeyboardInterrupt`` (as Ctrl-C is), so that cleanup runs for both."""
+    def _raise(number: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {number}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

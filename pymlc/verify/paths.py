@@ -1,0 +1,350 @@
+"""The three ways ``pymlc verify`` runs the examples, each giving a :class:`PathResult`:
+
+* ``in-process``: the runtime's ``Predictor`` in this Python, as ``pymlc validate`` does;
+* ``serving``: the serving image in a container with no network and a read-only root, the
+  socket's folder bind-mounted; one ``Predict`` call over the Unix socket through the model's
+  generated typed stubs;
+* ``batch``: the batch image's own entrypoint (local Spark in the container) scoring
+  ``SELECT * FROM parquet.`/data/input.parquet``` into a table whose Parquet files are read back
+  from the bind-mounted folder.
+
+A path never raises for what the model or a container does: errors, time-outs and unsupported
+model kinds are recorded in the result so that the report can show them beside the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import posixpath
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..runtime_stub import checks, codecs
+from ..runtime_stub.config import ModelConfig
+from .containers import ContainerRun, logs_tail
+from .examples import Examples, outputs_of_frame
+
+__all__ = ["BATCH_QUERY", "BATCH_TABLE", "PathResult", "in_process", "through_batch",
+           "through_serving"]
+
+BATCH_TABLE = "default.pymlc_verify"
+BATCH_DATA = "/data"
+BATCH_QUERY = f"SELECT * FROM parquet.`{BATCH_DATA}/input.parquet`"
+# The batch job's own refusal of a model kind it cannot score (spark_driver.main).
+_KIND_REFUSED = "batch scoring from SQL needs model.kind"
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class PathResult:
+    """What one path gave.
+
+    Attributes:
+        name: ``in-process``, ``serving`` or ``batch``.
+        outputs: output name -> values (first axis = example rows); None if the path failed.
+        error: why the path failed, with the relevant lines of its log.
+        unsupported: why the path cannot run for this model (not a failure, said in the report).
+        seconds: wall time of the path, container start and Spark start included.
+    """
+
+    name: str
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    unsupported: str | None = None
+    seconds: float = 0.0
+
+
+# --- in-process ---------------------------------------------------------------------------
+
+def in_process(config: ModelConfig, model_root: Path, examples: Examples) -> PathResult:
+    """Score the examples with ``Predictor`` in this process (the model module imported fresh)."""
+    from ..runtime_stub.loader import ModelLoadError
+    from ..runtime_stub.predict import Predictor
+
+    started = time.monotonic()
+    with _fresh_import(config.module):
+        try:
+            predictor = Predictor(config, model_root)
+            if examples.kind == "dataframe":
+                outputs = outputs_of_frame(predictor.predict_columns(examples.inputs))
+            else:
+                outputs = dict(predictor.predict_tensors(examples.inputs))
+        except ModelLoadError as exc:
+            return _failed("in-process", f"model: {exc}", started)
+        except checks.ContractError as exc:
+            return _failed("in-process", "; ".join(exc.problems), started)
+        except Exception as exc:  # the user's predict may raise anything
+            return _failed("in-process", f"predict raised {type(exc).__name__}: {exc}", started)
+    return PathResult("in-process", outputs, seconds=time.monotonic() - started)
+
+
+@contextmanager
+def _fresh_import(module: str) -> Iterator[None]:
+    # Several specs may all name their module `model`: each one loads its own.
+    path = list(sys.path)
+    _forget(module)
+    try:
+        yield
+    finally:
+        _forget(module)
+        sys.path[:] = path
+
+
+def _forget(module: str) -> None:
+    for name in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
+        del sys.modules[name]
+
+
+def _failed(name: str, error: str, started: float) -> PathResult:
+    return PathResult(name, error=error, seconds=time.monotonic() - started)
+
+
+# --- serving ------------------------------------------------------------------------------
+
+def through_serving(run: ContainerRun, image: str, config: ModelConfig, examples: Examples,
+                    folder: Path, *, timeout: float) -> PathResult:
+    """Start the serving image, wait until it answers its health check, call ``Predict``.
+
+    Args:
+        run: the verify run's containers.
+        image: the serving image (id or tag).
+        config: the model's config, in the folder of the generated stubs.
+        examples: the inputs.
+        folder: an empty host folder to mount as the socket's folder.
+        timeout: seconds for the server to become ready, and again for the call.
+    """
+    started = time.monotonic()
+    socket = config.serving.socket
+    container = run.start(image, [], role="serving", mounts={folder: posixpath.dirname(socket)},
+                          read_only=True, image_user=_image_user(run, image))
+    host_socket = folder / posixpath.basename(socket)
+    problem = _wait_ready(container, host_socket, timeout)
+    if problem:
+        return _failed("serving", problem, started)
+    try:
+        outputs = _predict(config, examples, f"unix:{host_socket}", timeout)
+    except _CallError as exc:
+        return _failed("serving", f"{exc}{_log_lines(container)}", started)
+    return PathResult("serving", outputs, seconds=time.monotonic() - started)
+
+
+def _image_user(run: ContainerRun, image: str) -> str:
+    return str(run.client.api.inspect_image(image)["Config"].get("User") or "")
+
+
+def _wait_ready(container: Any, socket: Path, timeout: float) -> str | None:
+    from ..runtime_stub.health import check
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status not in ("created", "running"):
+            code = container.attrs.get("State", {}).get("ExitCode")
+            return (f"the serving container exited (code {code}) before it was ready"
+                    f"{_log_lines(container)}")
+        if socket.exists() and check(f"unix:{socket}", timeout=1.0):
+            return None
+        time.sleep(_POLL_S)
+    return (f"the serving container did not answer its health check on the socket within"
+            f" {timeout:.0f} s{_log_lines(container)}")
+
+
+def _log_lines(container: Any) -> str:
+    lines = logs_tail(container)
+    return "".join(f"\n  | {line}" for line in lines)
+
+
+class _CallError(Exception):
+    pass
+
+
+def _predict(config: ModelConfig, examples: Examples, target: str,
+             timeout: float) -> dict[str, Any]:
+    import grpc
+
+    pb2 = _stubs(config)
+    method = f"/{config.proto_package}.{config.service}/Predict"
+    request = _request(config, examples, pb2)
+    try:
+        with grpc.insecure_channel(target, options=_channel_options(config)) as channel:
+            call = channel.unary_unary(
+                method, request_serializer=pb2.PredictRequest.SerializeToString,
+                response_deserializer=pb2.PredictResponse.FromString)
+            reply = call(request, timeout=timeout)
+    except grpc.RpcError as exc:
+        raise _CallError(f"Predict failed: {exc.code().name}: {exc.details()}") from None
+    try:
+        if config.kind == "dataframe":
+            outputs = checks.column_specs(config.outputs)
+            return outputs_of_frame(checks.conform_columns(
+                codecs.columns_from_typed(reply, outputs), outputs))
+        return dict(codecs.tensors_from_typed(reply, checks.tensor_specs(config.outputs)))
+    except checks.ContractError as exc:
+        raise _CallError(f"the reply does not match the spec: {'; '.join(exc.problems)}") \
+            from None
+
+
+def _channel_options(config: ModelConfig) -> list[tuple[str, int]]:
+    limit = config.serving.max_message_bytes
+    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+def _request(config: ModelConfig, examples: Examples, pb2: ModuleType) -> Any:
+    if config.kind == "dataframe":
+        inputs = checks.column_specs(config.inputs)
+        frame = checks.conform_columns(examples.inputs, inputs)
+        return codecs.typed_from_frame(pb2.PredictRequest(), frame, inputs)
+    return codecs.typed_from_tensors(pb2.PredictRequest(), examples.inputs,
+                                     checks.tensor_specs(config.inputs))
+
+
+def _stubs(config: ModelConfig) -> ModuleType:
+    folder = str(config.generated_dir)
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(f"{config.proto_module}_pb2")
+    finally:
+        sys.path.remove(folder)
+
+
+# --- batch --------------------------------------------------------------------------------
+
+def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: Examples,
+                  folder: Path, *, timeout: float) -> PathResult:
+    """Run the batch image's job on the examples, written as Parquet into ``folder``.
+
+    Args:
+        run: the verify run's containers.
+        image: the batch image (id or tag).
+        config: the model's config.
+        examples: the inputs.
+        folder: an empty host folder, mounted at ``/data``: the input and the warehouse.
+        timeout: seconds the job may take, Spark's start included.
+    """
+    import pyarrow.parquet as pq
+
+    started = time.monotonic()
+    folder.mkdir(parents=True, exist_ok=True)
+    table, order = _input_table(config, examples)
+    pq.write_table(table, folder / "input.parquet")
+    command = ["--query", BATCH_QUERY, "--output-table", BATCH_TABLE,
+               "--warehouse", f"{BATCH_DATA}/warehouse"]
+    container = run.start(image, command, role="batch", mounts={folder: BATCH_DATA},
+                          image_user=_image_user(run, image))
+    code = _wait_exit(container, timeout)
+    if code is None:
+        return _failed("batch", f"the batch job did not finish within {timeout:.0f} s"
+                                f"{_log_lines(container)}", started)
+    if code != 0:
+        logs = logs_tail(container, 400)
+        refused = [line for line in logs if _KIND_REFUSED in line]
+        if refused:
+            return PathResult("batch", unsupported=f"not supported for {config.kind} models"
+                              f" ({refused[0].removeprefix('pymlc batch: error: ')})",
+                              seconds=time.monotonic() - started)
+        return _failed("batch", f"the batch job exited with code {code}{_job_errors(logs)}",
+                       started)
+    try:
+        outputs = _read_output(config, folder / "warehouse", order)
+    except (OSError, ValueError) as exc:
+        return _failed("batch", f"cannot read the output table: {exc}", started)
+    return PathResult("batch", outputs, seconds=time.monotonic() - started)
+
+
+def _wait_exit(container: Any, timeout: float) -> int | None:
+    import requests
+
+    try:
+        status = container.wait(timeout=timeout)
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        return None
+    return int(status.get("StatusCode", -1))
+
+
+def _job_errors(logs: list[str]) -> str:
+    # The job's own summary lines ("pymlc batch: error: ..." and its "  - " details), else the
+    # end of the log.
+    picked = [line for line in logs
+              if line.startswith("pymlc batch: error") or line.startswith("  - ")
+              or line.startswith("pymlc batch:") and "left as it was" in line]
+    return "".join(f"\n  | {line}" for line in (picked or logs[-30:]))
+
+
+def _input_table(config: ModelConfig, examples: Examples) -> tuple[Any, str | None]:
+    """The examples as an Arrow table, plus the name of a row-number column to sort by.
+
+    Passthrough columns the examples lack are filled with the row number (their type is the
+    query's, so any will do); the first of them orders the output. Without one, the output
+    keeps the input's order: one small file is one Spark partition.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    if examples.kind == "dataframe":
+        table = pa.Table.from_pandas(pd.DataFrame(examples.inputs), preserve_index=False)
+        table = _timestamps_in_utc(config, table)
+    else:
+        table = pa.table({name: _nested(values) for name, values in examples.inputs.items()})
+    order = None
+    for name in config.batch.passthrough:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array(np.arange(examples.rows,
+                                                                 dtype=np.int64)))
+            order = order or name
+    return table, order
+
+
+def _timestamps_in_utc(config: ModelConfig, table: Any) -> Any:
+    import pyarrow as pa
+
+    # Spark reads a zone-less Parquet timestamp as TIMESTAMP_NTZ; the spec's timestamp is UTC.
+    for field in config.inputs:
+        if field.type == "timestamp":
+            index = table.column_names.index(field.name)
+            table = table.set_column(index, field.name,
+                                     table.column(index).cast(pa.timestamp("us", tz="UTC")))
+    return table
+
+
+def _nested(values: np.ndarray[Any, Any]) -> Any:
+    import pyarrow as pa
+
+    kind = pa.from_numpy_dtype(values.dtype)
+    for _ in range(values.ndim - 1):
+        kind = pa.list_(kind)
+    return pa.array(values.tolist(), type=kind)
+
+
+def _read_output(config: ModelConfig, warehouse: Path, order: str | None) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    table_dir = warehouse / BATCH_TABLE.split(".")[-1]
+    files = sorted(table_dir.glob("part-*.parquet"))
+    if not files:
+        raise ValueError(f"no Parquet files in {table_dir}")
+    frame = pq.read_table(files).to_pandas() if len(files) == 1 else \
+        pq.ParquetDataset(files).read().to_pandas()
+    if order is not None:
+        frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
+    if config.kind == "dataframe":
+        outputs = checks.column_specs(config.outputs)
+        columns = {spec.name: frame[spec.name] for spec in outputs}
+        return outputs_of_frame(checks.conform_columns(columns, outputs))
+    specs = checks.tensor_specs(config.outputs)
+    return {spec.name: np.array(frame[spec.name].map(_plain).tolist(), dtype=spec.dtype)
+            for spec in specs}
+
+
+def _plain(value: Any) -> Any:
+    # Arrow lists come back as numpy object arrays of arrays; make them nested lists.
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value]
+    return value
