@@ -24,7 +24,7 @@ from .paths import PathResult
 __all__ = ["EXPECTED", "Report", "Row", "compare", "format_value"]
 
 EXPECTED = "expected"
-_SHOWN_ITEMS = 4
+_SHOWN_ITEMS = 3
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def format_value(value: Any) -> str:
         return "null"
     if isinstance(value, np.ndarray):
         items = value.ravel()
-        shown = ", ".join(format_value(_plain(v)) for v in items[:_SHOWN_ITEMS])
+        shown = ", ".join(_short(_plain(v)) for v in items[:_SHOWN_ITEMS])
         more = ", …" if items.size > _SHOWN_ITEMS else ""
         return f"[{shown}{more}] {list(value.shape)}"
     if isinstance(value, float):
@@ -206,3 +206,7 @@ def format_value(value: Any) -> str:
         return repr(value[:40])
     text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else format_value(value)
