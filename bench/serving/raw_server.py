@@ -68,7 +68,7 @@ def _frame_handler(config: ModelConfig, model: Any, pb2: Any) -> Any:
         columns = {}
         for name, nullable, row in fields:
             field = getattr(request, name)
-            values = field.values if nullable else field
+            values = field.values
             if row.proto_numpy == "object":
                 array = np.array(list(values), dtype=object)
                 if nullable and len(field.nulls):
@@ -79,7 +79,7 @@ def _frame_handler(config: ModelConfig, model: Any, pb2: Any) -> Any:
         result = model.predict(pd.DataFrame(columns, copy=False))
         response = pb2.PredictResponse()
         for name in outputs:
-            getattr(response, name).extend(result[name].to_numpy().tolist())
+            getattr(response, name).values.extend(result[name].to_numpy().tolist())
         return bytes(response.SerializeToString())
 
     return handle

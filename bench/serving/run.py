@@ -104,9 +104,9 @@ def _payloads(spec: str, generated: Path) -> list[Payload]:
     for n in (1, 1000):
         chosen = [records[i % len(records)] for i in range(n)]
         request = pb2.PredictRequest(
-            trip_distance_km=[r["trip_distance_km"] for r in chosen],
-            pickup_hour=[r["pickup_hour"] for r in chosen],
-            passengers=[r["passengers"] for r in chosen])
+            trip_distance_km={"values": [r["trip_distance_km"] for r in chosen]},
+            pickup_hour={"values": [r["pickup_hour"] for r in chosen]},
+            passengers={"values": [r["passengers"] for r in chosen]})
         request.city.values.extend(r["city"] or "" for r in chosen)
         if any(r["city"] is None for r in chosen):
             request.city.nulls.extend(r["city"] is None for r in chosen)

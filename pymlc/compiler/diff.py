@@ -10,10 +10,12 @@ the rules are those of the strictest of the three:
 * outputs: removing one, any type change (clients decode the old type), making one nullable;
 * tensors: any dtype change, any fixed dimension change, a rank change, and on inputs a
   size that becomes fixed; a fixed input dimension becoming ``-1`` is compatible;
-* the model's kind or name; a field whose protobuf number changes or is reused (``pyml.lock``);
-* the typed wire: a change that alters how a field is encoded in the generated proto is breaking
-  even if the values convert, because old stubs cannot encode or decode it (``float`` and
-  ``double`` are packed with different widths; ``T`` and ``Nullable<T>`` are different types).
+* the model's kind or name; a field whose protobuf number changes or is reused (``pyml.lock``).
+
+The compatible changes are compatible on the typed wire too, by construction of the generated
+proto: every column is a ``<T>Column{values, nulls}`` message whether nullable or not, and each
+``widens_to`` step keeps the wire type (int8..int32 travel as int32, a varint like int64;
+float32 travels as double). ``tests/compiler/test_diff.py`` proves it with real stubs.
 
 Everything else (descriptions, examples, serving, batch and image settings, minor and patch
 versions) is compatible. A major version bump gives a new proto package ``pyml.<name>.v<major>``,
@@ -34,18 +36,6 @@ from .spec import FieldSpec, Spec
 
 __all__ = ["Change", "diff_specs", "major", "major_bumped", "proto_package"]
 
-# Protobuf wire encoding of each scalar the type table's ``proto`` column uses. Two types
-# with the same encoding decode each other's values (int32 -> int64 are both varints); two
-# with different encodings do not (packed float is 4 bytes per value, double 8).
-_WIRE_ENCODING = {
-    "bool": "varint",
-    "int32": "varint",
-    "int64": "varint",
-    "float": "fixed32",
-    "double": "fixed64",
-    "string": "length-delimited",
-    "bytes": "length-delimited",
-}
 # Top-level sections whose settings never change the model's API, compared key by key.
 _SETTINGS = ("examples", "serving", "batch", "image")
 _MODEL_SETTINGS = ("entrypoint", "artifacts", "requirements", "setup", "python")
@@ -193,7 +183,7 @@ def _column(section: str, path: str, old: FieldSpec, new: FieldSpec) -> Iterator
     if old_type != new_type:
         yield _type_change(section, f"{path}.type", old_type, new_type)
     if bool(old.nullable) != bool(new.nullable):
-        yield _nullability(section, f"{path}.nullable", bool(new.nullable), new_type)
+        yield _nullability(section, f"{path}.nullable", bool(new.nullable))
 
 
 def _type_change(section: str, path: str, old: str, new: str) -> Change:
@@ -203,30 +193,19 @@ def _type_change(section: str, path: str, old: str, new: str) -> Change:
     if new not in COLUMN_TYPES[old].widens_to:
         return Change(path, "type-changed", True, f"{text} is not a safe widening; callers"
                       f" send {old} values")
-    old_proto, new_proto = COLUMN_TYPES[old].proto, COLUMN_TYPES[new].proto
-    if _WIRE_ENCODING[old_proto] != _WIRE_ENCODING[new_proto]:
-        return Change(path, "type-changed", True, f"{text} widens the values, but the typed"
-                      f" gRPC field changes from {old_proto} to {new_proto}, which old stubs"
-                      " encode differently (misread or rejected); bump the major version or"
-                      " add a new input instead")
     return Change(path, "type-widened", False, f"{text}: a safe widening")
 
 
-def _nullability(section: str, path: str, nullable: bool, type_: str) -> Change:
+def _nullability(section: str, path: str, nullable: bool) -> Change:
     if section == "inputs" and not nullable:
         return Change(path, "made-required", True, "input made non-nullable: callers may send"
                       " nulls")
     if section == "outputs" and nullable:
         return Change(path, "made-nullable", True, "output made nullable: clients do not"
                       " expect nulls")
-    # Semantically compatible, but the generated proto wraps nullable columns in a message.
-    scalar = COLUMN_TYPES[type_].proto if type_ in COLUMN_TYPES else type_
-    wrapped = f"Nullable{scalar[:1].upper()}{scalar[1:]}"
-    before, after = (f"repeated {scalar}", wrapped) if nullable else (wrapped, f"repeated {scalar}")
     what = "input made nullable" if nullable else "output made non-nullable"
-    return Change(path, "made-nullable" if nullable else "made-required", True,
-                  f"{what}: the values stay valid, but the typed gRPC field changes from"
-                  f" {before} to {after}, which old stubs cannot decode")
+    return Change(path, "made-nullable" if nullable else "made-required", False,
+                  f"{what}: every old value stays valid")
 
 
 def _tensor(section: str, path: str, old: FieldSpec, new: FieldSpec) -> Iterator[Change]:

@@ -160,10 +160,10 @@ def _names(name: str, major: int) -> NamesPlan:
     )
 
 
-# Message names of the generated proto; a service may not share one.
+# Message names of the generated proto (and its <T>Column family); a service may not share one.
 _MESSAGE_NAMES = frozenset({"PredictRequest", "PredictResponse", "Tensor"})
 
 
 def _service(name: str) -> str:
     camel = "".join(part.capitalize() for part in name.split("-"))
-    return f"{camel}Service" if camel in _MESSAGE_NAMES or camel.startswith("Nullable") else camel
+    return f"{camel}Service" if camel in _MESSAGE_NAMES or camel.endswith("Column") else camel

@@ -4,7 +4,7 @@ Shared by the server, the batch driver and ``pymlc predict``, so that every path
 way. Decoders produce values in their *wire* dtype (an int8 column arrives as int32) and leave
 conversion to the spec's dtype to ``checks``; only what the wire cannot say (nulls, dates as
 day counts, timestamps as microsecond counts) is interpreted here. The typed proto's encoding is
-described in ``types``: one repeated field per column, ``Nullable<T>{values, nulls}``,
+described in ``types``: a ``<T>Column{values, nulls}`` field per column,
 ``Tensor{shape, data}`` with raw little-endian bytes decoded by ``np.frombuffer`` (no copy; the
 arrays are read-only).
 """
@@ -57,7 +57,7 @@ def columns_from_typed(message: Any, specs: Sequence[ColumnSpec]) -> dict[str, A
         others have some is left out, so the checks report it as missing.
 
     Raises:
-        InputError: unknown field numbers, or a ``Nullable`` whose flags do not match its values.
+        InputError: unknown field numbers, or a column whose null flags do not match its values.
     """
     _refuse_unknown(message)
     columns: dict[str, Any] = {}
@@ -86,14 +86,14 @@ def _refuse_unknown(message: Any) -> None:
 
 
 def _typed_column(message: Any, spec: ColumnSpec) -> Any:
-    row = spec.type
-    if not spec.nullable:
-        return wire_to_values(_repeated(getattr(message, spec.name), row.proto_numpy), spec)
     if not message.HasField(spec.name):
         return None
-    nullable = getattr(message, spec.name)
-    values = wire_to_values(_repeated(nullable.values, row.proto_numpy), spec)
-    nulls = nullable.nulls
+    column = getattr(message, spec.name)
+    values = wire_to_values(_repeated(column.values, spec.type.proto_numpy), spec)
+    if spec.type.family == "float" and values.dtype != spec.type.numpy:
+        # float32 travels as double; round to float32 as a `float` field would have.
+        values = values.astype(spec.type.numpy)
+    nulls = column.nulls
     if not len(nulls):
         return values
     if len(nulls) != len(values):
@@ -176,15 +176,12 @@ def typed_from_columns(message: Any, columns: Mapping[str, Any],
     """
     for spec in specs:
         values = columns[spec.name]
-        if not spec.nullable:
-            getattr(message, spec.name).extend(to_wire(values, spec, None))
-            continue
-        nulls = np.asarray(pd.isna(values), dtype=bool)
-        nullable = getattr(message, spec.name)
-        nullable.SetInParent()  # present even with zero rows
-        nullable.values.extend(to_wire(values, spec, nulls))
-        if nulls.any():
-            nullable.nulls.extend(nulls.tolist())
+        nulls = np.asarray(pd.isna(values), dtype=bool) if spec.nullable else None
+        column = getattr(message, spec.name)
+        column.SetInParent()  # present even with zero rows
+        column.values.extend(to_wire(values, spec, nulls))
+        if nulls is not None and nulls.any():
+            column.nulls.extend(nulls.tolist())
     return message
 
 

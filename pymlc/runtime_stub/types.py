@@ -5,9 +5,10 @@ knows a mapping of its own. Representations are plain strings so that the table 
 third-party import: the runtime turns them into numpy/pandas/Arrow objects where it needs them.
 
 Wire encodings (documented for client authors):
-  * dataframe columns travel column-wise as ``repeated <proto>`` fields;
-    ``date`` is days since 1970-01-01 and ``timestamp`` microseconds since the epoch (UTC);
-    int8/int16 travel as int32 and are range-checked;
+  * dataframe columns travel column-wise, each as a ``<T>Column{values, nulls}`` message of
+    its ``proto`` scalar type, nullable or not; ``date`` is days since 1970-01-01 and
+    ``timestamp`` microseconds since the epoch (UTC); int8/int16 travel as int32 and float32
+    as double (both exact), so every widening that ``widens_to`` allows keeps the wire format;
   * tensors travel as ``Tensor{shape, data}``, ``data`` being the raw little-endian,
     row-major bytes of the array, so decoding is a zero-copy ``np.frombuffer``.
 """
@@ -130,9 +131,9 @@ COLUMN_TYPES: dict[str, ColumnType] = {
                    family="int", proto_numpy="int32"),
         ColumnType("int64", "int64", "Int64", "int64", "BIGINT", "int64", _int_json(64), "INT64",
                    family="int", proto_numpy="int64"),
-        ColumnType("float32", "float32", "float32", "float32", "FLOAT", "float", _NUMBER, "FP32",
+        ColumnType("float32", "float32", "float32", "float32", "FLOAT", "double", _NUMBER, "FP32",
                    ("float64",),
-                   family="float", proto_numpy="float32"),
+                   family="float", proto_numpy="float64"),
         ColumnType("float64", "float64", "float64", "float64", "DOUBLE", "double", _NUMBER,
                    "FP64",
                    family="float", proto_numpy="float64"),

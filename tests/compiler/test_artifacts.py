@@ -34,9 +34,9 @@ STUB_SUFFIXES = ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi")
 # (field name, number, protobuf type name or scalar label) of PredictRequest / PredictResponse.
 EXPECTED_MESSAGES = {
     "fare-estimator": {
-        "PredictRequest": [("trip_distance_km", 1, "double"), ("city", 2, "NullableString"),
-                           ("pickup_hour", 3, "int32"), ("passengers", 4, "int32")],
-        "PredictResponse": [("fare", 1, "double")],
+        "PredictRequest": [("trip_distance_km", 1, "DoubleColumn"), ("city", 2, "StringColumn"),
+                           ("pickup_hour", 3, "Int32Column"), ("passengers", 4, "Int32Column")],
+        "PredictResponse": [("fare", 1, "DoubleColumn")],
     },
     "digit-net": {
         "PredictRequest": [("pixels", 1, "Tensor")],

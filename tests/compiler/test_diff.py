@@ -17,6 +17,7 @@ from pymlc.compiler.emit.proto import render_proto
 from pymlc.compiler.lock import EMPTY_LOCK, Lock, LockedMessage, update_lock
 from pymlc.compiler.lower import lower
 from pymlc.compiler.spec import Spec
+from pymlc.runtime_stub.types import COLUMN_TYPES
 
 FRAME: dict[str, Any] = {
     "pyml": 1,
@@ -130,13 +131,12 @@ def test_input_integer_widening_is_compatible_and_narrowing_is_breaking(old: str
     assert (back.kind, back.breaking) == ("type-changed", True)
 
 
-def test_input_float_widening_is_breaking_on_the_typed_wire() -> None:
-    # float32 -> float64 is in widens_to, but proto `float` and `double` pack 4 and 8 bytes per
-    # value: old stubs' requests are misread (see test_wire_claims_hold_for_generated_proto).
+def test_input_float_widening_is_compatible_and_narrowing_is_breaking() -> None:
+    # float32 travels as double, so old stubs' requests stay valid (see
+    # test_wire_claims_hold_for_generated_proto).
     before = field(FRAME, "inputs", "distance", type="float32")
     change = only(diff_specs(before, spec(FRAME)))
-    assert (change.kind, change.breaking) == ("type-changed", True)
-    assert "float to double" in change.message
+    assert (change.kind, change.breaking) == ("type-widened", False)
     assert only(diff_specs(spec(FRAME), before)).breaking
 
 
@@ -176,11 +176,11 @@ def test_input_made_non_nullable_is_breaking() -> None:
     assert "send nulls" in change.message
 
 
-def test_input_made_nullable_is_breaking_for_the_typed_wire_only() -> None:
+def test_input_made_nullable_is_compatible() -> None:
     change = only(diff_specs(spec(FRAME), field(FRAME, "inputs", "hour", nullable=True)))
     assert (change.path, change.kind, change.breaking) == ("inputs.hour.nullable",
-                                                           "made-nullable", True)
-    assert "repeated int32 to NullableInt32" in change.message
+                                                           "made-nullable", False)
+    assert "stays valid" in change.message
 
 
 def test_output_made_nullable_is_breaking() -> None:
@@ -189,11 +189,10 @@ def test_output_made_nullable_is_breaking() -> None:
     assert "do not expect nulls" in change.message
 
 
-def test_output_made_non_nullable_is_breaking_for_the_typed_wire_only() -> None:
+def test_output_made_non_nullable_is_compatible() -> None:
     before = field(FRAME, "outputs", "fare", nullable=True)
     change = only(diff_specs(before, spec(FRAME)))
-    assert (change.kind, change.breaking) == ("made-required", True)
-    assert "NullableDouble to repeated double" in change.message
+    assert (change.kind, change.breaking) == ("made-required", False)
 
 
 def test_nullable_false_and_absent_are_the_same() -> None:
@@ -406,6 +405,22 @@ def values(message: Any, name: str) -> list[Any]:
 def fill(message: Any, name: str, data: list[Any]) -> None:
     value = getattr(message, name)
     (value.values if hasattr(value, "values") else value).extend(data)
+
+
+WIDENINGS = [(old, new) for old, row in COLUMN_TYPES.items() for new in row.widens_to]
+
+
+@pytest.mark.parametrize(("old", "new"), WIDENINGS)
+def test_every_widening_of_the_type_table_keeps_the_wire(tmp_path: Path, old: str,
+                                                         new: str) -> None:
+    before = field(FRAME, "inputs", "hour", nullable=None, type=old)
+    after = field(FRAME, "inputs", "hour", nullable=None, type=new)
+    old_cls = message_class(proto_of(before), tmp_path / "old", "PredictRequest")
+    new_cls = message_class(proto_of(after), tmp_path / "new", "PredictRequest")
+    sent = old_cls()
+    fill(sent, "hour", [1, -2])
+    assert values(new_cls.FromString(sent.SerializeToString()), "hour") == [1, -2]
+    assert not only(diff_specs(before, after)).breaking
 
 
 @pytest.mark.parametrize(("section", "old_edits", "new_edits"), [

@@ -119,8 +119,10 @@ def test_py_str_and_yaml_str_round_trip(text: str) -> None:
     ("predict-request", "PredictRequestService"),
     ("predict-response", "PredictResponseService"),
     ("tensor", "TensorService"),
-    ("nullable-double", "NullableDoubleService"),
-    ("nullable", "NullableService"),
+    ("double-column", "DoubleColumnService"),
+    ("string-column", "StringColumnService"),
+    ("column", "ColumnService"),
+    ("nullable", "Nullable"),
 ])
 def test_service_name(name: str, service: str) -> None:
     assert lower._service(name) == service
@@ -226,7 +228,7 @@ def test_hostile_descriptions_stay_inert(tmp_path: Path) -> None:
                         str(proto)]) == 0
     (file,) = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
     assert [m.name for m in file.message_type] == [
-        "NullableString", "PredictRequest", "PredictResponse"]
+        "DoubleColumn", "StringColumn", "PredictRequest", "PredictResponse"]
     assert [s.name for s in file.service] == ["Hostile"]
 
     dockerfile = (out / "Dockerfile").read_text(encoding="utf-8")

@@ -185,10 +185,10 @@ def test_bytes_that_are_not_a_message_are_invalid_argument(gateway: Process) -> 
 
 def test_the_typed_service_is_forwarded(gateway: Process, echo: dict[str, Any]) -> None:
     pb2, pb2_grpc = stubs_module(echo["generated"]["1.1.0"], "echo_v1")
-    request = pb2.PredictRequest(x=[1.0, 4.0], delay_ms=[0, 0])
+    request = pb2.PredictRequest(x={"values": [1.0, 4.0]}, delay_ms={"values": [0, 0]})
     with grpc.insecure_channel(gateway.unix) as channel:
         reply = pb2_grpc.EchoStub(channel).Predict(request, timeout=10)
-    assert list(reply.y) == [3.0, 12.0]
+    assert list(reply.y.values) == [3.0, 12.0]
 
 
 def test_health_reflection_and_server_metadata(gateway: Process) -> None:

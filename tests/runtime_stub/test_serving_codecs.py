@@ -65,7 +65,7 @@ def test_typed_nulls_are_omitted_when_there_are_none(probe: tuple[ModelConfig, A
 
 def test_typed_null_flags_must_match_the_values(probe: tuple[ModelConfig, Any]) -> None:
     config, pb2 = probe
-    message = pb2.PredictRequest(x=[1.0], delay_ms=[0])
+    message = pb2.PredictRequest(x={"values": [1.0]}, delay_ms={"values": [0]})
     message.label.values.extend(["a"])
     message.label.nulls.extend([True, False])
     with pytest.raises(InputError, match="label: 2 null flags for 1 values"):
@@ -165,3 +165,39 @@ def test_tensor_files(tmp_path: Path) -> None:
     np.savez(tmp_path / "in.npz", p=np.ones((3, 2), np.float32))
     assert read_tensors(tmp_path / "in.npz", specs)["p"].shape == (3, 2)
     assert tensors_to_json({"p": np.ones((1, 2))}) == {"p": [[1.0, 1.0]]}
+
+
+FLOAT32_SPEC = """\
+pyml: 1
+name: narrow
+version: 1.0.0
+model: {kind: dataframe, entrypoint: model:Narrow}
+inputs:
+  - {name: f, type: float32}
+outputs:
+  - {name: g, type: float32, nullable: true}
+"""
+
+
+def test_float32_travels_as_double_and_arrives_as_float32(tmp_path: Path) -> None:
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    (spec / "pyml.yaml").write_text(FLOAT32_SPEC)
+    (spec / "model.py").write_text(
+        "from pymlc import DataFrameModel\n\n\nclass Narrow(DataFrameModel):\n"
+        "    def __init__(self, a): pass\n\n"
+        "    def predict(self, df): return df.rename(columns={'f': 'g'})\n")
+    config = ModelConfig.load(build(spec, tmp_path / "out") / "model.json")
+    pb2 = stubs(tmp_path / "out", "narrow_v1")[0]
+    specs = column_specs(config.inputs)
+    # A client sends doubles (the field is a DoubleColumn): they arrive rounded to float32,
+    # exactly as a `float` field would have rounded them.
+    request = pb2.PredictRequest(f={"values": [0.1, 1e-3, 3.0]})
+    decoded = conform_columns(columns_from_typed(request, specs), specs)
+    assert decoded["f"].dtype == np.float32
+    assert decoded["f"].tolist() == np.array([0.1, 1e-3, 3.0], np.float32).tolist()
+    # float32 values survive the round trip through the double on the wire bit for bit.
+    frame = pd.DataFrame({"f": np.array([0.1, np.pi, -7.25], np.float32)})
+    again = typed_from_frame(pb2.PredictRequest(), frame, specs)
+    back = conform_columns(columns_from_typed(again, specs), specs)
+    assert back["f"].to_numpy().tobytes() == frame["f"].to_numpy().tobytes()

@@ -61,11 +61,11 @@ def pb(generated: Path) -> tuple[Any, Any]:
 
 def _typed_request(pb2: Any, rows: list[dict[str, Any]]) -> Any:
     request = pb2.PredictRequest()
-    request.trip_distance_km.extend(r["trip_distance_km"] for r in rows)
+    request.trip_distance_km.values.extend(r["trip_distance_km"] for r in rows)
     request.city.values.extend(r["city"] or "" for r in rows)
     request.city.nulls.extend(r["city"] is None for r in rows)
-    request.pickup_hour.extend(r["pickup_hour"] for r in rows)
-    request.passengers.extend(r["passengers"] for r in rows)
+    request.pickup_hour.values.extend(r["pickup_hour"] for r in rows)
+    request.passengers.values.extend(r["passengers"] for r in rows)
     return request
 
 
@@ -77,7 +77,7 @@ def test_typed_stub_predicts_the_examples(server: Server, pb: tuple[Any, Any],
     with grpc.insecure_channel(target) as channel:
         reply = pb2_grpc.FareEstimatorStub(channel).Predict(_typed_request(pb2, INPUTS),
                                                             timeout=10)
-    np.testing.assert_allclose(list(reply.fare), EXPECTED, rtol=1e-9)
+    np.testing.assert_allclose(list(reply.fare.values), EXPECTED, rtol=1e-9)
 
 
 def test_socket_is_owner_and_group_only(server: Server) -> None:
@@ -138,7 +138,8 @@ def test_oip_and_typed_paths_agree_on_a_null_city(server: Server, pb: tuple[Any,
     rows = [dict(INPUTS[0], city=None), dict(INPUTS[0], city="lisbon")]
     pb2, pb2_grpc = pb
     with grpc.insecure_channel(server.unix) as channel:
-        typed = list(pb2_grpc.FareEstimatorStub(channel).Predict(_typed_request(pb2, rows)).fare)
+        reply = pb2_grpc.FareEstimatorStub(channel).Predict(_typed_request(pb2, rows))
+    typed = list(reply.fare.values)
     oip = triton.InferenceServerClient(url=server.unix).infer(
         "fare-estimator", _triton_inputs(rows)).as_numpy("fare")
     assert typed == oip.tolist()
@@ -193,7 +194,7 @@ def test_typed_missing_nullable_column_names_it(server: Server, pb: tuple[Any, A
 
 def test_typed_value_out_of_range_names_the_column(server: Server, pb: tuple[Any, Any]) -> None:
     request = _typed_request(pb[0], INPUTS)
-    request.passengers[0] = 300  # int8 travels as int32; 300 does not fit
+    request.passengers.values[0] = 300  # int8 travels as int32; 300 does not fit
     error = _typed_error(server, pb, request)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "passengers: values" in error.details() and "int8" in error.details()
@@ -201,7 +202,7 @@ def test_typed_value_out_of_range_names_the_column(server: Server, pb: tuple[Any
 
 def test_typed_columns_of_different_lengths(server: Server, pb: tuple[Any, Any]) -> None:
     request = _typed_request(pb[0], INPUTS)
-    request.trip_distance_km.append(1.0)
+    request.trip_distance_km.values.append(1.0)
     error = _typed_error(server, pb, request)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "different lengths" in error.details() and "trip_distance_km=9" in error.details()

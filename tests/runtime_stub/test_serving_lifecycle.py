@@ -42,7 +42,7 @@ def server(spec: Path, generated: Path) -> Iterator[Server]:
 
 
 def _request(pb2: Any, xs: list[float], delay_ms: int = 0) -> Any:
-    request = pb2.PredictRequest(x=xs, delay_ms=[delay_ms] * len(xs))
+    request = pb2.PredictRequest(x={"values": xs}, delay_ms={"values": [delay_ms] * len(xs)})
     request.day.values.extend([19_000 + i for i in range(len(xs))])
     request.day.nulls.extend([i == 1 for i in range(len(xs))])
     request.label.values.extend(["ab" * i for i in range(len(xs))])
@@ -57,7 +57,7 @@ def _call(server: Server, pb: tuple[Any, Any], request: Any, timeout: float = 30
 
 def test_nullable_dates_ints_and_strings_round_trip(server: Server, pb: tuple[Any, Any]) -> None:
     reply = _call(server, pb, _request(pb[0], [1.0, 2.0, 3.0, 4.0]))
-    assert list(reply.y) == [2.0, 4.0, 6.0, 8.0]
+    assert list(reply.y.values) == [2.0, 4.0, 6.0, 8.0]
     assert list(reply.day_out.nulls) == [False, True, False, False]
     assert [v for v, null in zip(reply.day_out.values, reply.day_out.nulls, strict=True)
             if not null] == [19_000, 19_002, 19_003]
@@ -71,7 +71,7 @@ def test_an_exception_in_predict_is_internal_and_the_server_lives_on(
         _call(server, pb, _request(pb[0], [1.0, -1.0]))
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert caught.value.details() == "ValueError: x must not be negative"
-    assert list(_call(server, pb, _request(pb[0], [5.0])).y) == [10.0]
+    assert list(_call(server, pb, _request(pb[0], [5.0])).y.values) == [10.0]
     deadline = time.monotonic() + 10
     while "Traceback" not in server.text() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -125,7 +125,7 @@ def test_sigterm_drains_in_flight_requests(spec: Path, generated: Path,
     for t in threads:
         t.join()
     assert errors == [] and len(results) == 4
-    assert all(list(r.y) == [2.0] for r in results)
+    assert all(list(r.y.values) == [2.0] for r in results)
     assert not sock.exists()
 
 
@@ -137,7 +137,7 @@ def test_a_stale_socket_file_is_replaced(spec: Path, generated: Path,
     stale.close()
     running = Server(generated, spec, "--socket", str(sock))
     try:
-        assert list(_call(running, pb, _request(pb[0], [2.0])).y) == [4.0]
+        assert list(_call(running, pb, _request(pb[0], [2.0])).y.values) == [4.0]
         assert os.stat(sock).st_mode & 0o777 == 0o660
     finally:
         assert running.stop() == 0

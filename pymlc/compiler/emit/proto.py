@@ -1,11 +1,14 @@
 """The per-model ``.proto``: a typed ``Predict`` service whose messages mirror the spec.
 
-Dataframe columns travel column-wise: one ``repeated`` field per column, each holding one value
-per row, so a request of N rows is N values per field and decodes to numpy without a per-row
-loop. A nullable column is a ``Nullable<T>`` message of ``values`` (a default where null) plus
-``nulls`` (empty when nothing is null, else one flag per row). Tensors are ``Tensor{shape, data}``
-with ``data`` the raw little-endian row-major bytes: ``np.frombuffer`` decodes them without a
-copy, and dtypes protobuf lacks (float16, int8, uint8) need no widening on the wire.
+Dataframe columns travel column-wise: one field per column, a ``<T>Column`` message whose
+``values`` hold one value per row (so N rows decode to numpy without a per-row loop) and whose
+``nulls`` are empty when nothing is null, else one flag per row. Every column has that shape,
+nullable or not, and float32 travels as double: so making an input nullable, an output
+non-nullable, or widening int32 -> int64 or float32 -> float64 keeps old clients' bytes valid
+(the compatible changes of ``pymlc diff`` are compatible on the wire). Tensors are
+``Tensor{shape, data}`` with ``data`` the raw little-endian row-major bytes: ``np.frombuffer``
+decodes them without a copy, and dtypes protobuf lacks (float16, int8, uint8) need no widening
+on the wire.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from .base import Artifact, header, render
 __all__ = ["ENCODING", "emit_proto", "render_proto"]
 
 ENCODING = (
-    "Wire encoding. Dataframe columns: one repeated field per column, one value per row;\n"
-    "date = days since 1970-01-01, timestamp = microseconds since the epoch (UTC),\n"
-    "int8/int16 travel as int32. A nullable column is Nullable<T>: `values` has one entry\n"
+    "Wire encoding. Dataframe columns: one <T>Column field per column; `values` has one entry\n"
     "per row (any value where null) and `nulls` is empty or has one flag per row.\n"
+    "date = days since 1970-01-01, timestamp = microseconds since the epoch (UTC),\n"
+    "int8/int16 travel as int32 and float32 as double.\n"
     "Tensors: `shape` and `data`, the raw little-endian row-major bytes of the elements."
 )
 
@@ -66,19 +69,19 @@ def _wrappers(plan: BuildPlan) -> list[dict[str, object]]:
     if plan.model.kind == "tensor":
         return [_TENSOR_WRAPPER]
     fields = [*plan.inputs.fields, *plan.outputs.fields]
-    scalars = sorted({COLUMN_TYPES[f.type].proto for f in fields if f.nullable})
+    scalars = sorted({COLUMN_TYPES[f.type].proto for f in fields})
     return [
         {
-            "name": _nullable_name(scalar),
-            "doc": f"A nullable column of {scalar}.",
+            "name": _column_message(scalar),
+            "doc": f"A column of {scalar}: one value per row; `nulls` empty, or a flag per row.",
             "fields": (f"repeated {scalar} values = 1;", "repeated bool nulls = 2;"),
         }
         for scalar in scalars
     ]
 
 
-def _nullable_name(scalar: str) -> str:
-    return "Nullable" + scalar[0].upper() + scalar[1:]
+def _column_message(scalar: str) -> str:
+    return scalar[0].upper() + scalar[1:] + "Column"
 
 
 def _message(name: str, message: MessagePlan, kind: str) -> dict[str, object]:
@@ -96,9 +99,8 @@ def _field(field: FieldPlan, kind: str) -> _Field:
         comment = f"{field.type} [{dims}]"
         type_ = "Tensor"
     else:
-        scalar = COLUMN_TYPES[field.type].proto
         comment = field.type + (", nullable" if field.nullable else "")
-        type_ = _nullable_name(scalar) if field.nullable else f"repeated {scalar}"
+        type_ = _column_message(COLUMN_TYPES[field.type].proto)
     if field.description:
         comment += f": {field.description}"
     return _Field(comment, type_, field.name, field.number)
