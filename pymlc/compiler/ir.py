@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..runtime_stub.config import BatchConfig, ServingConfig
+
 __all__ = [
     "BatchPlan",
     "BuildPlan",
@@ -65,24 +67,10 @@ class ExamplesPlan:
     atol: float
 
 
-@dataclass(frozen=True)
-class ServingPlan:
-    socket: str
-    port: int | None
-    max_message_bytes: int
-    timeout_ms: int
-    max_concurrency: int
-    threads: int
-    cpus: float
-    memory_mb: int
-    metrics_port: int | None
-
-
-@dataclass(frozen=True)
-class BatchPlan:
-    passthrough: tuple[str, ...]
-    rows_per_batch: int
-    write_mode: str
+# The serving and batch settings are the runtime's own records: the compiler fills them and
+# model.json carries them to the runtime, so each setting is declared once.
+ServingPlan = ServingConfig
+BatchPlan = BatchConfig
 
 
 @dataclass(frozen=True)
