@@ -21,14 +21,15 @@ import argparse
 import functools
 import re
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ROOT_ENV, ConfigError, ModelConfig, model_root_from_env
-from .spark_plan import Column, JobPlan, PlanError, check_destination, plan_job
-from .spark_score import PASSTHROUGH_PREFIX, score_batches
+from .spark_plan import Column, JobPlan, PlanError, TableInfo, check_destination, plan_job
+from .spark_score import PASSTHROUGH_PREFIX, score_batches, warm_up
 from .spark_session import (
     DEFAULT_WAREHOUSE,
     Progress,
@@ -129,30 +130,64 @@ def _run(args: argparse.Namespace, config: ModelConfig, root: Path, query: str,
     started = time.perf_counter()
     warn(f"starting Spark ({args.master or 'local[*]'})")
     spark, stop = start_session(app=f"pymlc-batch-{config.name}", master=args.master,
-                          warehouse=args.warehouse, rows_per_batch=config.batch.rows_per_batch)
+                                warehouse=args.warehouse,
+                                rows_per_batch=config.batch.rows_per_batch)
     warn(f"Spark ready in {elapsed(started):.1f} s")
+    started = time.perf_counter()
+    # Workers start and load the model while the driver checks the query and the metastore.
+    warm = _WarmUp(spark, config, root)
     try:
         try:
-            plan = _analyse(spark, config, query, dest)
+            plan, existing = _analyse(spark, config, query, dest)
         except PlanError as exc:
             _report_plan(exc, dest)
             return EXIT_FAILED
         except Exception as exc:  # Spark's AnalysisException, ParseException, ...
             warn(f"error: the query cannot be analysed: {_short(exc)}")
             return EXIT_FAILED
-        return _score(spark, config, root, query, plan, dest, mode)
+        return _score(spark, config, root, query, plan, dest, existing, mode, started)
     finally:
+        warm.stop()
         if stop:
             spark.stop()  # releases the Derby metastore folder for the next job
 
 
-def _analyse(spark: SparkSession, config: ModelConfig, query: str, dest: TableName) -> JobPlan:
+class _WarmUp:
+    """A background job of one tiny task per core that loads the model into Python workers."""
+
+    def __init__(self, spark: SparkSession, config: ModelConfig, root: Path) -> None:
+        self._spark = spark
+        self._group = f"pymlc-warm-up-{id(self)}"
+        fn = functools.partial(warm_up, config_path=str(config.path),
+                               model_root=str(root.resolve()))
+        self._thread = threading.Thread(target=self._run, args=(fn,), name="pymlc-warm-up",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Any) -> None:
+        try:
+            context = self._spark.sparkContext
+            context.setJobGroup(self._group, "pymlc: start Python workers", True)
+            cores = context.defaultParallelism
+            self._spark.range(0, cores, 1, cores).mapInArrow(fn, "id BIGINT").collect()
+        except Exception:  # a model that cannot load fails the real job, with its message
+            pass
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._spark.sparkContext.cancelJobGroup(self._group)
+        self._thread.join(timeout=30)
+
+
+def _analyse(spark: SparkSession, config: ModelConfig, query: str,
+             dest: TableName) -> tuple[JobPlan, TableInfo | None]:
     schema = spark.sql(query).schema  # analysis only: no job runs
     columns = [Column(f.name, f.dataType.simpleString(), f.nullable) for f in schema.fields]
     plan = plan_job(config, columns)
-    check_destination(str(dest), plan, describe_table(spark, dest))
+    existing = describe_table(spark, dest)
+    check_destination(str(dest), plan, existing)
     warn(f"query checked: {len(plan.inputs)} inputs, {len(plan.passthrough)} passthrough")
-    return plan
+    return plan, existing
 
 
 def _report_plan(exc: PlanError, dest: TableName) -> None:
@@ -164,14 +199,16 @@ def _report_plan(exc: PlanError, dest: TableName) -> None:
 
 
 def _score(spark: SparkSession, config: ModelConfig, root: Path, query: str, plan: JobPlan,
-           dest: TableName, mode: str) -> int:
-    rows = spark.sparkContext.accumulator(0)
-    scored = _scored_frame(spark, config, root, query, plan, rows)
-    started = time.perf_counter()
+           dest: TableName, existing: TableInfo | None, mode: str, started: float) -> int:
+    from pyspark.sql import Observation
+
+    rows = spark.sparkContext.accumulator(0)  # progress only: tasks may be retried
+    given, written = Observation(), Observation()
+    scored = _scored_frame(spark, config, root, query, plan, rows, given, written)
     try:
         with Progress(spark, lambda: int(rows.value)):
-            written = write_atomically(spark, scored, dest, mode=mode, say=warn,
-                                       scored_rows=lambda: int(rows.value))
+            total = write_atomically(spark, scored, dest, existing=existing, mode=mode,
+                                     say=warn, counts=lambda: (_count(given), _count(written)))
     except WriteError as exc:
         warn(f"error: {exc}")
         return EXIT_FAILED
@@ -180,13 +217,17 @@ def _score(spark: SparkSession, config: ModelConfig, root: Path, query: str, pla
         warn(f"{dest} was left as it was")
         return EXIT_FAILED
     seconds = elapsed(started)
-    warn(f"done: {written} rows {'appended to' if mode == 'append' else 'written to'} {dest}"
-         f" in {seconds:.1f} s ({written / max(seconds, 1e-9):,.0f} rows/s)")
+    warn(f"done: {total} rows {'appended to' if mode == 'append' else 'written to'} {dest}"
+         f" in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} rows/s)")
     return EXIT_OK
 
 
+def _count(observation: Any) -> int:
+    return int(observation.get["rows"])
+
+
 def _scored_frame(spark: SparkSession, config: ModelConfig, root: Path, query: str,
-                  plan: JobPlan, rows: Any) -> DataFrame:
+                  plan: JobPlan, rows: Any, given: Any, written: Any) -> DataFrame:
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
     from pyspark.sql.pandas.types import to_arrow_schema
@@ -211,7 +252,18 @@ def _scored_frame(spark: SparkSession, config: ModelConfig, root: Path, query: s
     else:
         fn = functools.partial(score_batches, **common,
                                nullable=tuple(f.nullable for f in config.outputs))
-    return spark.sql(query).select(*selected).mapInArrow(fn, schema)
+    frame = _spread(spark, spark.sql(query).select(*selected))
+    one = F.count(F.lit(1)).alias("rows")
+    # Both counts are taken by the write job itself: no second pass over the data.
+    return frame.observe(given, one).mapInArrow(fn, schema).observe(written, one)
+
+
+def _spread(spark: SparkSession, frame: DataFrame) -> DataFrame:
+    """``frame`` over at least one partition per core, so that every core runs the model."""
+    cores = spark.sparkContext.defaultParallelism
+    if frame.rdd.getNumPartitions() < cores:  # planning only, no job
+        return frame.repartition(cores)
+    return frame
 
 
 def _parse_type(spark_type: str) -> Any:

@@ -67,6 +67,7 @@ class TableInfo:
     provider: str
     kind: str
     partitioned: bool
+    location: str = ""
 
 
 @dataclass(frozen=True)

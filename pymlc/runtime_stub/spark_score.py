@@ -4,8 +4,8 @@
 (``mapInArrow``; ``batch.rows_per_batch`` rows each). It lives in an importable module (never
 ``__main__``) so Spark pickles it by reference. The predictor is cached at module level, keyed
 by the config path and model root, so a reused worker (``spark.python.worker.reuse``) loads the
-model once for all its tasks. Scoring goes through :meth:`Predictor.predict_frame`, the very call
-the server makes: input checks, the model's ``predict``, output checks.
+model once for all its tasks. Scoring goes through :meth:`Predictor.predict_columns`, the very
+call the server makes: input checks, the model's ``predict``, output checks.
 
 Why Arrow batches rather than ``mapInPandas``' frames: pyspark turns an integer column holding a
 null into float64 (and a boolean one into objects), so the dtype the model would see depended
@@ -28,7 +28,8 @@ from .config import ModelConfig
 from .predict import Predictor
 from .types import COLUMN_TYPES
 
-__all__ = ["PASSTHROUGH_PREFIX", "arrow_type", "predictor", "score_batches", "to_frame"]
+__all__ = ["PASSTHROUGH_PREFIX", "arrow_type", "predictor", "score_batches", "to_columns",
+           "to_frame", "warm_up"]
 
 # Passthrough columns travel to the worker under these aliases, so that a passthrough column
 # may share its name with an input (which is cast to the spec's type) and keep the query's type.
@@ -55,8 +56,6 @@ def predictor(config_path: str, model_root: str) -> Predictor:
     return found
 
 
-
-
 def arrow_type(name: str) -> pa.DataType:
     """The Arrow type of a type table ``arrow`` entry (``"timestamp:us:UTC"``)."""
     factory, *args = name.split(":")
@@ -72,8 +71,8 @@ _PANDAS_MASKED: dict[pa.DataType, Any] = {
 }
 
 
-def to_frame(batch: pa.RecordBatch, names: tuple[str, ...]) -> pd.DataFrame:
-    """The named columns of an Arrow batch as the DataFrame the predictor receives.
+def to_columns(batch: pa.RecordBatch, names: tuple[str, ...]) -> dict[str, pd.Series]:
+    """The named columns of an Arrow batch, as the predictor receives them.
 
     Integer and boolean columns holding nulls become masked arrays (``Int32``, ``boolean``);
     without nulls they stay plain numpy. Strings and bytes become objects (None for null),
@@ -84,7 +83,7 @@ def to_frame(batch: pa.RecordBatch, names: tuple[str, ...]) -> pd.DataFrame:
         names: the columns to convert, in order.
 
     Returns:
-        The columns as a DataFrame with a ``RangeIndex``.
+        Column name -> values, for :meth:`Predictor.predict_columns` (the server's entry).
     """
     columns = {}
     for name in names:
@@ -94,7 +93,34 @@ def to_frame(batch: pa.RecordBatch, names: tuple[str, ...]) -> pd.DataFrame:
             columns[name] = array.to_pandas(types_mapper={array.type: masked}.get)
         else:
             columns[name] = array.to_pandas(date_as_object=False)
-    return pd.DataFrame(columns, copy=False)
+    return columns
+
+
+def to_frame(batch: pa.RecordBatch, names: tuple[str, ...]) -> pd.DataFrame:
+    """Like :func:`to_columns`, as a DataFrame with a ``RangeIndex``."""
+    return pd.DataFrame(to_columns(batch, names), copy=False)
+
+
+def warm_up(batches: Iterator[pa.RecordBatch], *, config_path: str,
+            model_root: str) -> Iterator[pa.RecordBatch]:
+    """Load the model into this worker and yield nothing.
+
+    The driver runs this over one tiny partition per core while it checks the query, so the
+    workers' start-up (imports, model load) overlaps the driver's own work; the job's tasks
+    then reuse the warm workers (``spark.python.worker.reuse``).
+
+    Args:
+        batches: ignored.
+        config_path: the generated ``model.json``.
+        model_root: the spec's folder.
+
+    Yields:
+        Nothing.
+    """
+    predictor(config_path, model_root)
+    for _ in batches:
+        pass
+    yield from ()
 
 
 def score_batches(batches: Iterator[pa.RecordBatch], *, config_path: str, model_root: str,
@@ -125,7 +151,7 @@ def score_batches(batches: Iterator[pa.RecordBatch], *, config_path: str, model_
     model = predictor(config_path, model_root)
     outputs = schema.names[len(passthrough):]
     for batch in batches:
-        predictions = model.predict_frame(to_frame(batch, inputs))
+        predictions = model.predict_columns(to_columns(batch, inputs))
         arrays = [batch.column(PASSTHROUGH_PREFIX + name) for name in passthrough]
         arrays += [_to_arrow(predictions[name], schema.field(name).type, null_nan)
                    for name, null_nan in zip(outputs, nullable, strict=True)]

@@ -73,12 +73,26 @@ def start_session(*, app: str, master: str | None, warehouse: Path,
         spark = builder.getOrCreate()
         if started:
             spark.sparkContext.setLogLevel("ERROR")  # our own progress lines say what happens
+            _split_files(spark)
     # The spec's batch size, unless whoever ran spark-submit chose one.
     if not ("PYSPARK_GATEWAY_PORT" in os.environ
             and spark.sparkContext.getConf().contains(_ARROW_BATCH)):
         spark.conf.set(_ARROW_BATCH, str(rows_per_batch))
     spark.catalog.databaseExists("default")  # opens the metastore now: part of start-up
     return spark, started
+
+
+def _split_files(spark: SparkSession) -> None:
+    """Split input files into about eight tasks per core (at least 1 MB each).
+
+    Spark aims at one split per core but adds 4 MB of "open cost" per file and splits Parquet
+    only at row groups, so a 10 MB file of ten row groups became two tasks of 700k and 300k
+    rows (measured): one core idle for 40% of the job. Smaller splits let the two cores share
+    the work; beyond the 128 MB split cap large inputs are unaffected.
+    """
+    cores = spark.sparkContext.defaultParallelism
+    spark.conf.set("spark.sql.files.minPartitionNum", str(8 * cores))
+    spark.conf.set("spark.sql.files.openCostInBytes", str(1 << 20))
 
 
 def _local(builder: SparkSession.Builder, master: str, warehouse: Path,

@@ -2,8 +2,8 @@
 
 Spark's own writes are not atomic (measured): ``saveAsTable(mode="overwrite")`` drops the old
 table before the job runs, and ``INSERT OVERWRITE`` empties it. So every job first writes a
-*staging* table of its own (a unique name beside the destination), checks that it holds every
-scored row, and only then touches the destination:
+*staging* table of its own (a unique name beside the destination), checks that every row of the
+query reached it (counted by the write job itself), and only then touches the destination:
 
 * no destination yet: the staging table (managed) is renamed to it, folder and all;
 * overwrite: the staging table's folder (written beside the destination's) becomes the
@@ -11,11 +11,15 @@ scored row, and only then touches the destination:
   a managed destination's old folder is deleted afterwards;
 * append: the staging rows are inserted into the destination, after staging completed.
 
-Whatever happens, the staging table is dropped and its folder deleted.
+Whatever happens, the staging table is dropped and its folder deleted. A job killed outright
+(``kill -9``) cannot clean up; the next job against the same database removes its debris once it
+is a few minutes old (``clean_debris``).
 """
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,11 +30,14 @@ from .spark_plan import Column, TableInfo
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["TableName", "WriteError", "describe_table", "write_atomically"]
+__all__ = ["STALE_AFTER", "TableName", "WriteError", "clean_debris", "describe_table",
+           "write_atomically"]
 
 STAGING_MARK = "__pyml_staging_"
 DATA_MARK = "__pyml_"  # folder of a replaced table's data: <table>__pyml_<job id>
 _MAX_NAME = 128  # the Hive metastore's limit on table names
+# Debris of a killed job is removed by the next job once it has not changed for this long.
+STALE_AFTER = 300.0
 
 
 class WriteError(Exception):
@@ -64,38 +71,40 @@ class _Staging:
     name: TableName
     folder: str
     debris: list[str] = field(default_factory=list)
+    dropped: bool = False  # renamed to the destination: no staging table left to drop
 
 
 def describe_table(spark: SparkSession, name: TableName) -> TableInfo | None:
-    """The existing table's columns, format, type and partitioning; None if it does not exist."""
-    if not spark.catalog.databaseExists(name.database):
+    """The existing table's columns, format, type, partitioning and location; None if none.
+
+    Three metastore calls: whether it exists, ``DESCRIBE TABLE EXTENDED`` (details and the
+    partition columns) and its schema.
+    """
+    if not spark.catalog.tableExists(str(name)):  # also False when the database is missing
         return None
-    if not spark.catalog.tableExists(str(name)):
-        return None
-    details = _details(spark, name)
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {name.sql}").collect()
+    details = {str(r["col_name"]): str(r["data_type"]) for r in rows if r["col_name"]}
     columns = tuple(Column(f.name, f.dataType.simpleString(), f.nullable)
                     for f in spark.table(name.sql).schema.fields)
-    partitioned = any(c.isPartition for c in spark.catalog.listColumns(str(name)))
+    partitioned = any(str(r["col_name"]) == "# Partition Information" for r in rows)
     return TableInfo(columns, details.get("Provider", "hive"), details.get("Type", "MANAGED"),
-                     partitioned)
+                     partitioned, details.get("Location", ""))
 
 
-def _details(spark: SparkSession, name: TableName) -> dict[str, str]:
-    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {name.sql}").collect()
-    return {str(r["col_name"]): str(r["data_type"]) for r in rows if r["col_name"]}
-
-
-def write_atomically(spark: SparkSession, scored: DataFrame, dest: TableName, *, mode: str,
-                     scored_rows: Callable[[], int], say: Callable[[str], None]) -> int:
+def write_atomically(spark: SparkSession, scored: DataFrame, dest: TableName, *,
+                     existing: TableInfo | None, mode: str,
+                     counts: Callable[[], tuple[int, int]], say: Callable[[str], None]) -> int:
     """Write ``scored`` to ``dest`` through a staging table; returns the rows written.
 
     Args:
         spark: the session.
         scored: the job's output (running it runs the model).
         dest: the destination table.
+        existing: what ``describe_table`` found at ``dest`` (checked by the caller).
         mode: ``overwrite`` or ``append``.
-        scored_rows: the number of rows the model scored, read after the staging write; the
-            staging table must hold exactly that many.
+        counts: read after the staging write: the rows the query gave the model and the rows
+            that reached the staging table's writer, both counted by the write job itself
+            (Spark observations: no second pass over the data). They must agree.
         say: progress reporter.
 
     Raises:
@@ -103,14 +112,15 @@ def write_atomically(spark: SparkSession, scored: DataFrame, dest: TableName, *,
         Exception: whatever the Spark job raised (e.g. the model's error); in every case the
             destination is left as it was and no staging table or folder survives.
     """
-    existing = describe_table(spark, dest)
     created_database = _ensure_database(spark, dest.database)
+    if not created_database:
+        clean_debris(spark, dest, existing, say=say)
     staging = _staging_for(spark, dest, existing, mode)
     swapped = False
     try:
         say(f"scoring into staging table {staging.name}")
         _write_staging(spark, scored, staging, existing, mode)
-        rows = _check_staging(spark, staging, scored_rows())
+        rows = _check_staging(staging, *counts())
         say(f"staging table complete: {rows} rows; {_verb(existing, mode)} {dest}")
         _swap(spark, staging, dest, existing, mode)
         swapped = True
@@ -141,7 +151,7 @@ def _staging_for(spark: SparkSession, dest: TableName, existing: TableInfo | Non
     if existing is not None and mode == "overwrite":
         # Beside the destination's folder, so that pointing the destination at it is a rename
         # of nothing: same file system, same permissions.
-        location = _details(spark, dest)["Location"].rstrip("/")
+        location = existing.location.rstrip("/")
         data = dest.table[: _MAX_NAME - len(suffix)] + DATA_MARK + suffix[len(STAGING_MARK):]
         folder = f"{location.rpartition('/')[0]}/{data}"
     else:
@@ -159,12 +169,11 @@ def _write_staging(spark: SparkSession, scored: DataFrame, staging: _Staging,
     writer.saveAsTable(staging.name.sql)
 
 
-def _check_staging(spark: SparkSession, staging: _Staging, expected: int) -> int:
-    rows = spark.table(staging.name.sql).count()
-    if rows != expected:
-        raise WriteError(f"staging table {staging.name} holds {rows} rows but the model scored"
-                         f" {expected}; the destination was not touched")
-    return int(rows)
+def _check_staging(staging: _Staging, query_rows: int, written: int) -> int:
+    if written != query_rows:
+        raise WriteError(f"the query gave the model {query_rows} rows but {written} reached"
+                         f" staging table {staging.name}; the destination was not touched")
+    return written
 
 
 def _swap(spark: SparkSession, staging: _Staging, dest: TableName, existing: TableInfo | None,
@@ -172,11 +181,12 @@ def _swap(spark: SparkSession, staging: _Staging, dest: TableName, existing: Tab
     if existing is None:
         spark.sql(f"ALTER TABLE {staging.name.sql} RENAME TO {dest.sql}")
         staging.debris.remove(staging.folder)  # renamed with the table
+        staging.dropped = True
     elif mode == "append":
         spark.table(staging.name.sql).write.insertInto(dest.sql)
         spark.sql(f"REFRESH TABLE {dest.sql}")
     else:
-        old = _details(spark, dest)["Location"]
+        old = existing.location
         spark.sql(f"ALTER TABLE {dest.sql} SET LOCATION '{_sql_string(staging.folder)}'")
         spark.sql(f"REFRESH TABLE {dest.sql}")
         staging.debris.remove(staging.folder)  # now the destination's data
@@ -185,18 +195,104 @@ def _swap(spark: SparkSession, staging: _Staging, dest: TableName, existing: Tab
 
 
 def _clean_up(spark: SparkSession, staging: _Staging) -> None:
-    spark.sql(f"DROP TABLE IF EXISTS {staging.name.sql}")
+    if not staging.dropped:
+        spark.sql(f"DROP TABLE IF EXISTS {staging.name.sql}")
     for folder in staging.debris:
         _delete_folder(spark, folder)
 
 
 def _delete_folder(spark: SparkSession, uri: str) -> None:
-    # Through Hadoop's FileSystem, so that HDFS, S3 and local warehouses all work.
-    jvm: Any = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if fs.exists(path):
-        fs.delete(path, True)
+    _FileSystem(spark).delete(uri)
+
+
+def clean_debris(spark: SparkSession, dest: TableName, existing: TableInfo | None, *,
+                 say: Callable[[str], None], stale_after: float = STALE_AFTER) -> None:
+    """Remove what a killed job (``kill -9``, a lost driver) left beside ``dest``.
+
+    Staging tables (``*__pyml_staging_*``) of the destination's database and, beside the
+    destination, folders named like a staging table or like replaced data
+    (``<table>__pyml_<id>``), once nothing in them changed for ``stale_after`` seconds, so a
+    running job's staging is never touched. A folder that any table of the database still
+    uses (a destination now points at its job's folder) is kept.
+
+    Args:
+        spark: the session.
+        dest: the destination table.
+        existing: the destination, if it exists.
+        say: progress reporter.
+        stale_after: seconds without a change after which debris is removed.
+    """
+    fs = _FileSystem(spark)
+    now = time.time()
+    for table in _tables(spark, dest.database, f"*{STAGING_MARK}*"):
+        name = TableName(dest.database, table)
+        location = _location(spark, name)
+        if location and now - fs.last_change(location) > stale_after:
+            say(f"dropping staging table {name} left by an earlier job")
+            spark.sql(f"DROP TABLE IF EXISTS {name.sql}")
+    database = spark.catalog.getDatabase(dest.database).locationUri.rstrip("/")
+    parents = {database, existing.location.rstrip("/").rpartition("/")[0]} if existing \
+        else {database}
+    data = re.compile(re.escape(dest.table) + re.escape(DATA_MARK) + "[0-9a-f]{12}")
+    stale = [folder for parent in parents for folder in fs.children(parent)
+             if (STAGING_MARK in folder.rpartition("/")[2]
+                 or data.fullmatch(folder.rpartition("/")[2]))
+             and now - fs.last_change(folder) > stale_after]
+    if not stale:
+        return
+    used = {_location(spark, TableName(dest.database, t)) for t in _tables(spark, dest.database)}
+    for folder in stale:
+        if fs.qualified(folder) not in {fs.qualified(u) for u in used if u}:
+            say(f"deleting {folder} left by an earlier job")
+            fs.delete(folder)
+
+
+def _tables(spark: SparkSession, database: str, pattern: str = "*") -> list[str]:
+    rows = spark.sql(f"SHOW TABLES IN `{database}` LIKE '{_sql_string(pattern)}'").collect()
+    return [str(r["tableName"]) for r in rows if not r["isTemporary"]]
+
+
+def _location(spark: SparkSession, name: TableName) -> str:
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {name.sql}").collect()
+    return next((str(r["data_type"]) for r in rows if r["col_name"] == "Location"), "")
+
+
+class _FileSystem:
+    """Hadoop's FileSystem, so that HDFS, S3 and local warehouses all work."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self._jvm: Any = spark.sparkContext._jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def _path(self, uri: str) -> tuple[Any, Any]:
+        path = self._jvm.org.apache.hadoop.fs.Path(uri)
+        return path, path.getFileSystem(self._conf)
+
+    def qualified(self, uri: str) -> str:
+        path, fs = self._path(uri)
+        return str(fs.makeQualified(path).toString()).rstrip("/")
+
+    def children(self, uri: str) -> list[str]:
+        path, fs = self._path(uri)
+        if not fs.exists(path):
+            return []
+        return [str(s.getPath().toString()) for s in fs.listStatus(path) if s.isDirectory()]
+
+    def last_change(self, uri: str) -> float:
+        """Seconds since the epoch of the newest change in the folder or below it."""
+        path, fs = self._path(uri)
+        if not fs.exists(path):
+            return 0.0
+        newest = fs.getFileStatus(path).getModificationTime()
+        files = fs.listFiles(path, True)
+        while files.hasNext():
+            newest = max(newest, files.next().getModificationTime())
+        return float(newest) / 1000
+
+    def delete(self, uri: str) -> None:
+        path, fs = self._path(uri)
+        if fs.exists(path):
+            fs.delete(path, True)
 
 
 def _sql_string(text: str) -> str:

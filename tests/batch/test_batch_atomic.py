@@ -4,6 +4,8 @@ one), with no staging table or folder left behind."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,46 @@ def test_a_destination_with_other_columns_is_refused_before_any_work(
         " fare DOUBLE)" in err
     assert "scoring" not in err
     assert spark.table("other.fares").collect()[0]["fare"] == 2.5
+
+
+def _age(folder: Path, seconds: float) -> None:
+    old = time.time() - seconds
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (old, old))
+
+
+def test_the_next_job_removes_stale_debris_of_a_killed_job(
+        spark: Any, fare_config: Path, trips_parquet: tuple[Path, Any],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    parquet, _ = trips_parquet
+    assert _run(fare_config, _query(parquet, 100), "debris.fares") == 0
+    base = Path(spark.catalog.getDatabase("debris").locationUri.removeprefix("file:"))
+    # What `kill -9` leaves: a staging table with its folder, a half-written staging folder,
+    # replaced data never deleted; and a staging folder of a job running right now.
+    staging = f"fares{STAGING_MARK}0123456789ab"
+    spark.sql(f"CREATE TABLE debris.{staging} USING parquet AS SELECT 1 AS trip_id, 2.0 AS fare")
+    (base / f"fares{STAGING_MARK}00000000beef" / "_temporary").mkdir(parents=True)
+    (base / "fares__pyml_00000000cafe").mkdir()
+    (base / "fares__pyml_00000000cafe" / "part-0.parquet").write_bytes(b"old")
+    running = base / f"fares{STAGING_MARK}00000000f00d"
+    (running / "_temporary").mkdir(parents=True)
+    # A table renamed away from `fares` keeps using a folder with a data name: never deleted.
+    kept = base / "fares__pyml_0000000000aa"
+    spark.sql(f"CREATE TABLE debris.renamed USING parquet LOCATION '{kept}' AS SELECT 1 AS a")
+    for folder in [base / staging, base / f"fares{STAGING_MARK}00000000beef",
+                   base / "fares__pyml_00000000cafe", kept]:
+        _age(folder, 3600)
+    capsys.readouterr()
+
+    assert _run(fare_config, _query(parquet, 50), "debris.fares") == 0
+
+    err = capsys.readouterr().err
+    assert f"dropping staging table debris.{staging} left by an earlier job" in err
+    assert err.count("left by an earlier job") == 3, err
+    assert not spark.catalog.tableExists(f"debris.{staging}")
+    names = _folders(spark, "debris")
+    assert running.name in names and kept.name in names
+    assert not {staging, f"fares{STAGING_MARK}00000000beef", "fares__pyml_00000000cafe"} \
+        & set(names)
+    assert spark.table("debris.fares").count() == 50
+    assert spark.table("debris.renamed").count() == 1
