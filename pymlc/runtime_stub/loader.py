@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -13,6 +15,34 @@ from .contracts import DataFrameModel, TensorModel
 __all__ = ["ModelLoadError", "load_model"]
 
 _BASES: dict[str, type] = {"dataframe": DataFrameModel, "tensor": TensorModel}
+
+
+# Every model root this process loaded a model from (a reused Spark worker scores many models).
+_ROOTS: set[str] = set()
+# Installed packages (a virtualenv may live inside a model's folder) are never dropped.
+_INSTALLED = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
+
+
+def _isolate(root: str) -> None:
+    """Make ``import`` find this root's modules, not another model's of the same name.
+
+    Two models whose modules share a name (``model``, ``features``) would otherwise get the
+    first one's module from ``sys.modules``. Modules loaded from another model root are
+    dropped from ``sys.modules`` (models already built keep theirs: their classes hold them)
+    and this root goes first on ``sys.path``. Module names stay as the author wrote them, so
+    pickled artifacts that name ``model.SomeClass`` load as before.
+    """
+    others = [os.path.join(r, "") for r in _ROOTS if r != root]
+    if others:
+        for name, module in list(sys.modules.items()):
+            where = getattr(module, "__file__", None) or ""
+            if where.startswith(tuple(others)) and not _INSTALLED.search(where):
+                del sys.modules[name]
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
+    _ROOTS.add(root)
+    importlib.invalidate_caches()
 
 
 class ModelLoadError(Exception):
@@ -27,8 +57,7 @@ def load_model(config: ModelConfig, model_root: Path) -> DataFrameModel | Tensor
             constructor raised.
     """
     root = str(Path(model_root).resolve())
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    _isolate(root)
     try:
         module = importlib.import_module(config.module)
     except Exception as exc:  # the user's module may raise anything at import
