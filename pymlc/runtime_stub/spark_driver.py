@@ -7,10 +7,12 @@ The generated ``batch_job.py`` calls :func:`main`. Steps, in this order:
    its passthrough columns and the destination table: every problem reported at once, exit 1,
    nothing written;
 3. score with ``mapInArrow``: inputs cast up to the spec's types in Spark, Arrow batches of
-   ``batch.rows_per_batch`` rows, the model loaded once per Python worker, every batch through
-   ``Predictor.predict_frame`` (the server's own call path), passthrough columns beside (see
-   ``spark_score`` for why Arrow batches rather than ``mapInPandas``' frames);
-4. write a staging table, check its row count, swap it in (see ``spark_table``).
+   ``batch.rows_per_batch`` rows, the model loaded once per Python worker (warmed up by a tiny
+   background job while step 2 runs), every batch through the server's own ``Predictor`` call
+   (``predict_columns``, or ``predict_tensors`` for tensor models: one query row per sample,
+   see ``spark_tensor``), passthrough columns beside;
+4. write a staging table, check that every query row reached it (counted by the write job
+   itself), swap it in (see ``spark_table``).
 
 Exit codes: 0 ok; 1 invalid query or failed job (the destination is unchanged); 2 usage error.
 """
