@@ -32,7 +32,8 @@ class ContainerRun:
         self.run_id = run_id or uuid.uuid4().hex[:12]
 
     def start(self, image: str, command: list[str], *, role: str, mounts: dict[Path, str],
-              read_only: bool = False, image_user: str = "") -> Any:
+              files: dict[Path, str] | None = None, read_only: bool = False,
+              image_user: str = "") -> Any:
         """Start ``image`` detached with ``--network none`` and the run's label.
 
         Args:
@@ -40,6 +41,7 @@ class ContainerRun:
             command: arguments after the image's entrypoint.
             role: ``serving`` or ``batch``, part of the container's name.
             mounts: host folder -> container folder, bind-mounted read-write.
+            files: host file -> path in the container, bind-mounted read-only.
             read_only: a read-only root filesystem with a tmpfs on /tmp.
             image_user: the image's ``User``; its uid owns the mounted folders when we are root.
         """
@@ -54,8 +56,10 @@ class ContainerRun:
             labels={LABEL: self.run_id, "pymlc.verify.role": role}, network_mode="none",
             # No network means no resolvable host name; Java (Spark) looks its own up.
             hostname="localhost",
-            mounts=[docker.types.Mount(target, str(source), type="bind")
-                    for source, target in mounts.items()],
+            mounts=[*(docker.types.Mount(target, str(source), type="bind")
+                      for source, target in mounts.items()),
+                    *(docker.types.Mount(target, str(source), type="bind", read_only=True)
+                      for source, target in (files or {}).items())],
             user=user, **options)
 
     def _share(self, mounts: dict[Path, str], image_user: str) -> str | None:

@@ -5,8 +5,10 @@
   socket's folder bind-mounted; one ``Predict`` call over the Unix socket through the model's
   generated typed stubs;
 * ``batch``: the batch image's own entrypoint (local Spark in the container) scoring
-  ``SELECT * FROM parquet.`/data/input.parquet``` into a table whose Parquet files are read back
-  from the bind-mounted folder.
+  ``SELECT * FROM parquet.`/data/input.parquet``` into a table whose Parquet files are read
+  back from the bind-mounted folder. Spark does not keep the rows' order, so the input carries a
+  row number that the job passes through: the image's ``model.json`` is overlaid (read-only)
+  with one whose ``batch.passthrough`` also names that column, nothing else changed.
 
 A path never raises for what the model or a container does: errors, time-outs and unsupported
 model kinds are recorded in the result so that the report can show them beside the others.
@@ -15,6 +17,7 @@ model kinds are recorded in the result so that the report can show them beside t
 from __future__ import annotations
 
 import importlib
+import json
 import posixpath
 import sys
 import time
@@ -32,12 +35,15 @@ from ..runtime_stub.config import ModelConfig
 from .containers import ContainerRun, logs_tail
 from .examples import Examples, outputs_of_frame
 
-__all__ = ["BATCH_QUERY", "BATCH_TABLE", "PathResult", "in_process", "through_batch",
+__all__ = ["BATCH_QUERY", "BATCH_TABLE", "ROW_COLUMN", "PathResult", "in_process", "through_batch",
            "through_serving"]
 
 BATCH_TABLE = "default.pymlc_verify"
 BATCH_DATA = "/data"
 BATCH_QUERY = f"SELECT * FROM parquet.`{BATCH_DATA}/input.parquet`"
+# Spark keeps no row order; the job copies this column of the query beside the predictions.
+ROW_COLUMN = "pymlc_verify_row"
+_CONFIG_IN_IMAGE = "/opt/pyml/generated/model.json"
 # The batch job's own refusal of a model kind it cannot score (spark_driver.main).
 _KIND_REFUSED = "batch scoring from SQL needs model.kind"
 _POLL_S = 0.2
@@ -233,12 +239,12 @@ def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: 
 
     started = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
-    table, order = _input_table(config, examples)
-    pq.write_table(table, folder / "input.parquet")
+    pq.write_table(_input_table(config, examples), folder / "input.parquet")
     command = ["--query", BATCH_QUERY, "--output-table", BATCH_TABLE,
                "--warehouse", f"{BATCH_DATA}/warehouse"]
+    overlay = _config_with_row_number(config, folder.parent / "batch-config")
     container = run.start(image, command, role="batch", mounts={folder: BATCH_DATA},
-                          image_user=_image_user(run, image))
+                          files={overlay: _CONFIG_IN_IMAGE}, image_user=_image_user(run, image))
     code = _wait_exit(container, timeout)
     if code is None:
         return _failed("batch", f"the batch job did not finish within {timeout:.0f} s"
@@ -253,7 +259,7 @@ def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: 
         return _failed("batch", f"the batch job exited with code {code}{_job_errors(logs)}",
                        started)
     try:
-        outputs = _read_output(config, folder / "warehouse", order)
+        outputs = _read_output(config, folder / "warehouse")
     except (OSError, ValueError) as exc:
         return _failed("batch", f"cannot read the output table: {exc}", started)
     return PathResult("batch", outputs, seconds=time.monotonic() - started)
@@ -278,12 +284,11 @@ def _job_errors(logs: list[str]) -> str:
     return "".join(f"\n  | {line}" for line in (picked or logs[-30:]))
 
 
-def _input_table(config: ModelConfig, examples: Examples) -> tuple[Any, str | None]:
-    """The examples as an Arrow table, plus the name of a row-number column to sort by.
+def _input_table(config: ModelConfig, examples: Examples) -> Any:
+    """The examples as an Arrow table with a row number (``ROW_COLUMN``) to sort the output by.
 
-    Passthrough columns the examples lack are filled with the row number (their type is the
-    query's, so any will do); the first of them orders the output. Without one, the output
-    keeps the input's order: one small file is one Spark partition.
+    The spec's passthrough columns that the examples lack are filled with the row number too
+    (their type is the query's, so any will do).
     """
     import pandas as pd
     import pyarrow as pa
@@ -293,13 +298,11 @@ def _input_table(config: ModelConfig, examples: Examples) -> tuple[Any, str | No
         table = _timestamps_in_utc(config, table)
     else:
         table = pa.table({name: _nested(values) for name, values in examples.inputs.items()})
-    order = None
-    for name in config.batch.passthrough:
+    for name in (*config.batch.passthrough, ROW_COLUMN):
         if name not in table.column_names:
             table = table.append_column(name, pa.array(np.arange(examples.rows,
                                                                  dtype=np.int64)))
-            order = order or name
-    return table, order
+    return table
 
 
 def _timestamps_in_utc(config: ModelConfig, table: Any) -> Any:
@@ -323,7 +326,17 @@ def _nested(values: np.ndarray[Any, Any]) -> Any:
     return pa.array(values.tolist(), type=kind)
 
 
-def _read_output(config: ModelConfig, warehouse: Path, order: str | None) -> dict[str, Any]:
+def _config_with_row_number(config: ModelConfig, folder: Path) -> Path:
+    data = json.loads(config.path.read_text(encoding="utf-8"))
+    data["batch"]["passthrough"] = [*(data["batch"].get("passthrough") or ()), ROW_COLUMN]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.json"
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    path.chmod(0o644)
+    return path
+
+
+def _read_output(config: ModelConfig, warehouse: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     table_dir = warehouse / BATCH_TABLE.split(".")[-1]
@@ -332,8 +345,10 @@ def _read_output(config: ModelConfig, warehouse: Path, order: str | None) -> dic
         raise ValueError(f"no Parquet files in {table_dir}")
     frame = pq.read_table(files).to_pandas() if len(files) == 1 else \
         pq.ParquetDataset(files).read().to_pandas()
-    if order is not None:
-        frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(ROW_COLUMN, kind="stable").reset_index(drop=True)
+    if frame[ROW_COLUMN].tolist() != list(range(len(frame))):
+        raise ValueError(f"the table's rows are not the examples' (row numbers"
+                         f" {frame[ROW_COLUMN].tolist()[:10]})")
     if config.kind == "dataframe":
         outputs = checks.column_specs(config.outputs)
         columns = {spec.name: frame[spec.name] for spec in outputs}
