@@ -14,7 +14,7 @@ from .compiler.errors import MAX_PRINTED, Diagnostic, Level
 
 __all__ = ["emit_json", "err", "print_diagnostics", "say"]
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)  # user text verbatim
 
 
 def say(message: str) -> None:

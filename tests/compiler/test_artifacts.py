@@ -146,16 +146,21 @@ def test_dockerfile_stages_user_and_labels(built: Built) -> None:
         users = [i["value"] for i in stages[target] if i["instruction"] == "USER"]
         assert users and users[-1].split(":")[0] not in ("0", "root")
         assert [i["instruction"] for i in stages[target]].count("ENTRYPOINT") == 1
-    # Labels sit in the env stage, which both targets inherit.
+    # Labels end each target (a spec edit changes only that last layer), not the env stage.
     lines = dockerfile.read_text(encoding="utf-8").splitlines(keepends=True)
-    env_text = "".join(lines[:stages["serving"][0]["startline"]])
-    env = DockerfileParser(fileobj=io.BytesIO(env_text.encode("utf-8")))
     manifest = built.json("manifest.json")
     spec_text = (SPECS / built.case / "pyml.yaml").read_text(encoding="utf-8")
     assert manifest["spec"]["sha256"] == hashlib.sha256(spec_text.encode()).hexdigest()
-    assert env.labels["pymlc.spec.sha256"] == manifest["spec"]["sha256"]
-    assert env.labels["org.opencontainers.image.title"] == built.compiled.plan.name
-    assert env.labels["org.opencontainers.image.version"] == built.compiled.plan.version
+    starts = [stages[name][0]["startline"] for name in ("serving", "batch")] + [len(lines)]
+    env_text = "".join(lines[:starts[0]])
+    assert "LABEL" not in env_text
+    for target, (start, end) in zip(("serving", "batch"), zip(starts, starts[1:]), strict=True):
+        instructions = [i["instruction"] for i in stages[target] if i["instruction"] != "COMMENT"]
+        assert instructions[-1] == "LABEL", target
+        parsed = DockerfileParser(fileobj=io.BytesIO("".join(lines[start:end]).encode("utf-8")))
+        assert parsed.labels["pymlc.spec.sha256"] == manifest["spec"]["sha256"]
+        assert parsed.labels["org.opencontainers.image.title"] == built.compiled.plan.name
+        assert parsed.labels["org.opencontainers.image.version"] == built.compiled.plan.version
 
 
 def test_hadolint_finds_no_errors(built: Built) -> None:

@@ -124,11 +124,9 @@ def _dockerfile(text: str, tmp_path: Path) -> DockerfileParser:
 
 
 def _labels(text: str, tmp_path: Path) -> dict[str, str]:
-    """The labels of the first stage (the parser forgets them at each later FROM)."""
-    lines = text.splitlines(keepends=True)
-    froms = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
-    first_stage = "".join(lines[:froms[1]] if len(froms) > 1 else lines)
-    labels: dict[str, str] = _dockerfile(first_stage, tmp_path).labels
+    """The labels of the last stage (the parser forgets them at each FROM); every target ends
+    with the same LABEL instruction, which the instruction comparison checks."""
+    labels: dict[str, str] = _dockerfile(text, tmp_path).labels
     return labels
 
 

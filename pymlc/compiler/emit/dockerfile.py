@@ -4,11 +4,12 @@ Stages: ``env`` (base image, Python venv, the model's and the runtime's requirem
 ``serving`` and ``batch`` targets on top of it. Each target installs its own heavy dependencies
 (the batch target: Java, pyspark, pyarrow) before it copies the runtime, the generated files and
 the model code, in that order: an edit to ``model.py`` (or to the runtime) rebuilds only those
-copies. Both targets run as a non-root user that has a passwd entry (Java and Hadoop look the
-user up) and ``/tmp`` as home; the serving target runs with a read-only root filesystem. No ``# syntax``
-line: the built-in frontend of BuildKit and the classic builder both read this file as is.
+copies. The labels, which carry the spec's sha256, come last in each target, so a spec edit
+alone rebuilds nothing heavy. Both targets run as a non-root user that has a passwd entry (Java
+and Hadoop look the user up) and ``/tmp`` as home; the serving target runs with a read-only root
+filesystem. No ``# syntax`` line: the built-in frontend of BuildKit and the classic builder both
+read this file as is.
 """
-
 from __future__ import annotations
 
 import posixpath
