@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PymlcError as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True)
         return EXIT_FINDINGS
+    except OSError as exc:  # a path the user named cannot be read or written
+        where = f" {exc.filename}" if exc.filename else ""
+        err.print(f"[red]error:[/red] cannot use{where}: {exc.strerror or exc}; check the path")
+        return EXIT_FINDINGS
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130

@@ -274,3 +274,12 @@ def test_json_output_of_an_invalid_spec(fare: Path) -> None:
     assert report["ok"] is False
     assert any("itn8" in d["message"] for d in report["diagnostics"])
     assert all(d["file"] == "pyml.yaml" for d in report["diagnostics"])
+
+
+def test_an_output_path_that_is_a_file_is_a_clean_error(tmp_path: Path) -> None:
+    _copy("digit-net", tmp_path / "model")
+    (tmp_path / "taken").write_text("not a folder\n")
+    result = pymlc("build", "model", "-o", "taken", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "error: cannot use" in result.stderr and "taken" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
