@@ -233,8 +233,8 @@ def _example_problems(compiled: Compiled) -> tuple[list[str], str]:
     from .runtime_stub.predict import Predictor
 
     root = compiled.spec_path.parent.resolve()
-    with tempfile.TemporaryDirectory(prefix="pymlc-validate-") as folder, \
-            _isolated_import(compiled.plan.model.module):
+    # The loader gives each spec's module its own import, though several may be called `model`.
+    with tempfile.TemporaryDirectory(prefix="pymlc-validate-") as folder:
         write_tree(Path(folder), [a for a in compiled.artifacts if a.path == "model.json"])
         try:
             predictor = Predictor(ModelConfig.load(Path(folder) / "model.json"), root)
@@ -251,20 +251,3 @@ def _example_problems(compiled: Compiled) -> tuple[list[str], str]:
         return [], ""
     verdict = "match the expected output" if result.compared else "scored (no expected output)"
     return list(result.mismatches), f"{result.rows} row(s) {verdict}"
-
-
-@contextmanager
-def _isolated_import(module: str) -> Iterator[None]:
-    """Let each spec's model module load fresh: several specs may all call it ``model``."""
-    path = list(sys.path)
-    _forget(module)
-    try:
-        yield
-    finally:
-        _forget(module)
-        sys.path[:] = path
-
-
-def _forget(module: str) -> None:
-    for name in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
-        del sys.modules[name]

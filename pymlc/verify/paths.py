@@ -21,8 +21,6 @@ import json
 import posixpath
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -76,37 +74,20 @@ def in_process(config: ModelConfig, model_root: Path, examples: Examples) -> Pat
     from ..runtime_stub.predict import Predictor
 
     started = time.monotonic()
-    with _fresh_import(config.module):
-        try:
-            predictor = Predictor(config, model_root)
-            if examples.kind == "dataframe":
-                outputs = outputs_of_frame(predictor.predict_columns(examples.inputs))
-            else:
-                outputs = dict(predictor.predict_tensors(examples.inputs))
-        except ModelLoadError as exc:
-            return _failed("in-process", f"model: {exc}", started)
-        except checks.ContractError as exc:
-            return _failed("in-process", "; ".join(exc.problems), started)
-        except Exception as exc:  # the user's predict may raise anything
-            return _failed("in-process", f"predict raised {type(exc).__name__}: {exc}", started)
-    return PathResult("in-process", outputs, seconds=time.monotonic() - started)
-
-
-@contextmanager
-def _fresh_import(module: str) -> Iterator[None]:
-    # Several specs may all name their module `model`: each one loads its own.
-    path = list(sys.path)
-    _forget(module)
+    # The loader gives this model's module its own import (other specs may also say `model`).
     try:
-        yield
-    finally:
-        _forget(module)
-        sys.path[:] = path
-
-
-def _forget(module: str) -> None:
-    for name in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
-        del sys.modules[name]
+        predictor = Predictor(config, model_root)
+        if examples.kind == "dataframe":
+            outputs = outputs_of_frame(predictor.predict_columns(examples.inputs))
+        else:
+            outputs = dict(predictor.predict_tensors(examples.inputs))
+    except ModelLoadError as exc:
+        return _failed("in-process", f"model: {exc}", started)
+    except checks.ContractError as exc:
+        return _failed("in-process", "; ".join(exc.problems), started)
+    except Exception as exc:  # the user's predict may raise anything
+        return _failed("in-process", f"predict raised {type(exc).__name__}: {exc}", started)
+    return PathResult("in-process", outputs, seconds=time.monotonic() - started)
 
 
 def _failed(name: str, error: str, started: float) -> PathResult:
