@@ -160,10 +160,10 @@ def _no_spec(targets: list[Path]) -> Diagnostic:
 
 
 def _shown(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+    """A path as people want to read it: relative below the working folder, else absolute."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative == ".." or relative.startswith("../") else relative
 
 
 def _out_dir(compiled: Compiled, out: Path | None, many: bool) -> Path:
