@@ -63,10 +63,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="pymlc-bench-"))
     rows = []
     try:
-        for spec in ("fare-estimator", "digit-net"):
+        for spec in args.specs:
             generated = _build(spec, work / spec)
             payloads = _payloads(spec, generated)
-            rows += _bench_spec(spec, generated, payloads, work, args.duration)
+            rows += _bench_spec(spec, generated, payloads, work, args.duration, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table = _table(rows)
@@ -79,6 +79,11 @@ def main() -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--duration", type=int, default=4, help="seconds per point")
+    p.add_argument("--specs", nargs="+", default=["fare-estimator", "digit-net"],
+                   choices=["fare-estimator", "digit-net"], help="which example models")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure each point this many times, alternating which server goes"
+                        " first, and report the medians (the machine's spread is +-15-30%%)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "serving" / "out")
     return p
 
@@ -137,7 +142,7 @@ class _Process:
 
 
 def _bench_spec(spec: str, generated: Path, payloads: list[Payload], work: Path,
-                duration: int) -> list[dict[str, Any]]:
+                duration: int, rounds: int = 1) -> list[dict[str, Any]]:
     env = dict(os.environ, PYML_MODEL_CONFIG=str(generated / "model.json"),
                PYML_MODEL_ROOT=str(SPECS / spec), PYTHONPATH=str(ROOT), PYML_LOG_LEVEL="warning")
     sockets = {"pymlc": work / f"{spec}-pymlc.sock", "raw": work / f"{spec}-raw.sock"}
@@ -158,11 +163,17 @@ def _bench_spec(spec: str, generated: Path, payloads: list[Payload], work: Path,
                 _check_ok(payload, f"127.0.0.1:{server.port}")
             for transport in ("uds", "tcp"):
                 for concurrency in CONCURRENCY:
-                    results = {}
-                    for name, server in servers.items():
-                        base = f"unix:{sockets[name]}" if transport == "uds" else \
-                            f"http://127.0.0.1:{server.port}"
-                        results[name] = _h2load(base, payload, body, concurrency, duration, work)
+                    runs: dict[str, list[Point]] = {name: [] for name in servers}
+                    for round_ in range(rounds):
+                        # Alternate who goes first: the second run of a pair meets a warmer
+                        # (or more throttled) machine.
+                        order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
+                        for name in order:
+                            base = f"unix:{sockets[name]}" if transport == "uds" else \
+                                f"http://127.0.0.1:{servers[name].port}"
+                            runs[name].append(
+                                _h2load(base, payload, body, concurrency, duration, work))
+                    results = {name: _median(points) for name, points in runs.items()}
                     rows.append(_row(payload, transport, concurrency, results))
                     print(_line(rows[-1]), file=sys.stderr, flush=True)
     finally:
@@ -195,6 +206,12 @@ def _h2load(base: str, payload: Payload, body: Path, concurrency: int, duration:
                        if line.count("\t") >= 2)
     elapsed = duration
     return Point(len(latencies) / elapsed, _pct(latencies, 50), _pct(latencies, 99), failed)
+
+
+def _median(points: list[Point]) -> Point:
+    return Point(statistics.median(p.req_s for p in points),
+                 statistics.median(p.p50_ms for p in points),
+                 statistics.median(p.p99_ms for p in points), sum(p.failed for p in points))
 
 
 def _pct(values: list[float], q: float) -> float:
