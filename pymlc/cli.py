@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
+
 from .cli_batch import register as _register_batch
 from .cli_diff import register as _register_diff
 from .cli_gateway import register as _register_gateway
@@ -45,11 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(args, exc)
         return EXIT_FINDINGS
     except PymlcError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         return EXIT_FINDINGS
     except OSError as exc:  # a path the user named cannot be read or written
         where = f" {exc.filename}" if exc.filename else ""
-        err.print(f"[red]error:[/red] cannot use{where}: {exc.strerror or exc}; check the path")
+        err.print(f"[red]error:[/red] {escape(f'cannot use{where}: {exc.strerror or exc}')};"
+                  " check the path")
         return EXIT_FINDINGS
     except KeyboardInterrupt:
         err.print("interrupted")
