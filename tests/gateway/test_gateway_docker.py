@@ -27,12 +27,12 @@ from gateway_support import (
     FARE_ROWS,
     GATEWAY_READY,
     PYTHON,
-    Process,
     digit_inputs,
     fare_inputs,
     pymlc,
     serving_images,
 )
+from servers import Process
 from tritonclient.utils import InferenceServerException
 
 from pymlc.gateway import LABEL

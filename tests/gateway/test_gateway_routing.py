@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 import tritonclient.grpc.service_pb2 as oip
-from gateway_support import GATEWAY_READY, PYTHON, Process, model_server, pymlc, stubs_module
+from gateway_support import GATEWAY_READY, PYTHON, model_server, pymlc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from servers import Process, stubs
 from tritonclient.utils import InferenceServerException
 
 from pymlc.runtime_stub.gateway import peek_model, version_key
@@ -184,7 +185,7 @@ def test_bytes_that_are_not_a_message_are_invalid_argument(gateway: Process) -> 
 
 
 def test_the_typed_service_is_forwarded(gateway: Process, echo: dict[str, Any]) -> None:
-    pb2, pb2_grpc = stubs_module(echo["generated"]["1.1.0"], "echo_v1")
+    pb2, pb2_grpc = stubs(echo["generated"]["1.1.0"], "echo_v1")
     request = pb2.PredictRequest(x={"values": [1.0, 4.0]}, delay_ms={"values": [0, 0]})
     with grpc.insecure_channel(gateway.unix) as channel:
         reply = pb2_grpc.EchoStub(channel).Predict(request, timeout=10)

@@ -6,20 +6,13 @@ whose ``inference`` proto package the runtime then borrows (see ``oip``) if it i
 
 from __future__ import annotations
 
-import importlib
-import os
-import re
-import signal
 import subprocess
-import sys
-import threading
 from pathlib import Path
-from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[2]
-SPECS = ROOT / "specs"
-PYTHON = sys.executable
-START_TIMEOUT = 120.0
+from servers import PYTHON, ROOT, SPECS, START_TIMEOUT, Server, model_env, stubs
+
+__all__ = ["PYTHON", "ROOT", "SPECS", "START_TIMEOUT", "Server", "build", "model_env",
+           "stubs", "write_probe"]
 
 
 def build(spec_dir: Path, out: Path) -> Path:
@@ -27,68 +20,6 @@ def build(spec_dir: Path, out: Path) -> Path:
     subprocess.run([PYTHON, "-m", "pymlc", "build", str(spec_dir / "pyml.yaml"), "-o", str(out)],
                    check=True, capture_output=True, cwd=ROOT)
     return out
-
-
-def stubs(generated: Path, module: str) -> tuple[ModuleType, ModuleType]:
-    """Import the typed ``_pb2`` and ``_pb2_grpc`` modules of a built spec."""
-    if str(generated) not in sys.path:
-        sys.path.insert(0, str(generated))
-    return importlib.import_module(f"{module}_pb2"), importlib.import_module(f"{module}_pb2_grpc")
-
-
-def model_env(generated: Path, spec_dir: Path) -> dict[str, str]:
-    env = dict(os.environ, PYML_MODEL_CONFIG=str(generated / "model.json"),
-               PYML_MODEL_ROOT=str(spec_dir), PYTHONPATH=str(ROOT))
-    env.pop("PYML_LOG_LEVEL", None)
-    return env
-
-
-class Server:
-    """``python -m pymlc.runtime_stub.serve`` in a child process, stopped with SIGTERM."""
-
-    def __init__(self, generated: Path, spec_dir: Path, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "pymlc.runtime_stub.serve", *args], env=model_env(generated, spec_dir),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        self.log: list[str] = []
-        self._ready = threading.Event()
-        self.addresses: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(START_TIMEOUT) or not self.addresses:
-            self.process.kill()
-            self.stop()
-            raise RuntimeError("server did not start:\n" + "".join(self.log))
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line)
-            found = re.match(r"pymlc: serving \S+ \S+ on (.*)$", line.strip())
-            if found:
-                self.addresses = found.group(1).split(", ")
-                self._ready.set()
-        self._ready.set()
-
-    @property
-    def unix(self) -> str:
-        return next(a for a in self.addresses if a.startswith("unix:"))
-
-    @property
-    def tcp(self) -> str:
-        return next(a for a in self.addresses if not a.startswith("unix:"))
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
-        self._reader.join(timeout)
-        assert self.process.stderr is not None
-        self.process.stderr.close()
-        return code
-
-    def text(self) -> str:
-        return "".join(self.log)
 
 
 PROBE_SPEC = """\
