@@ -4,6 +4,7 @@ diagnostics instead of comparing against them (never the default)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,3 +20,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture(scope="session")
+def engine() -> Any:
+    """The Docker engine (docker SDK client) with the local base image; fails, never skips."""
+    from pymlc.compiler.pipeline import compile_spec
+    from pymlc.image import EngineUnavailableError, connect
+
+    problem = client = None
+    try:
+        client = connect()
+    except EngineUnavailableError as exc:
+        problem = str(exc)
+    if problem is not None:  # failed outside the except block: no exception chain in the report
+        pytest.fail(f"these tests need the Docker engine: {problem}", pytrace=False)
+    base = compile_spec(SPECS / "digit-net" / "pyml.yaml").plan.image.base
+    if not client.images.list(name=base):
+        pytest.fail(f"base image {base} is missing (no registry to pull it from): run"
+                    " `sudo scripts/base-image` (scripts/setup-docker does)", pytrace=False)
+    return client

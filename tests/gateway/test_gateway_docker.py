@@ -36,18 +36,10 @@ from servers import Process
 from tritonclient.utils import InferenceServerException
 
 from pymlc.gateway import LABEL
-from pymlc.image import EngineUnavailableError, connect
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="session")
-def engine() -> Any:
-    try:
-        client = connect()
-    except EngineUnavailableError as exc:
-        pytest.fail(f"the gateway tests need the Docker engine: {exc}", pytrace=False)
-    return client
 
 
 @pytest.fixture(scope="session")

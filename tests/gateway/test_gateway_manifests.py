@@ -37,7 +37,6 @@ from gateway_support import (
 )
 
 from pymlc.compiler.pipeline import compile_spec
-from pymlc.image import EngineUnavailableError, connect
 
 VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
 GOLDEN = ROOT / "tests" / "golden"
@@ -108,12 +107,6 @@ def test_a_hostile_spec_validates_and_says_what_it_should(tmp_path: Path) -> Non
 
 # --- the pod, for real --------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def engine() -> Any:
-    try:
-        return connect()
-    except EngineUnavailableError as exc:
-        pytest.fail(f"this test needs the Docker engine: {exc}", pytrace=False)
 
 
 @pytest.fixture

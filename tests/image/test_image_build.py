@@ -27,10 +27,8 @@ from pymlc.image import (
     RUNTIME_PARTS,
     TARGETS,
     BuiltImage,
-    EngineUnavailableError,
     assemble_context,
     build_image,
-    connect,
 )
 
 pytestmark = pytest.mark.docker
@@ -82,20 +80,6 @@ print(FareModel(root / "artifacts").predict(frame).to_json(orient="records"))
 
 # --- fixtures --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def engine() -> Any:
-    problem = client = None
-    try:
-        client = connect()
-    except EngineUnavailableError as exc:
-        problem = str(exc)
-    if problem is not None:  # failed outside the except block: no exception chain in the report
-        pytest.fail(f"the image tests need the Docker engine: {problem}", pytrace=False)
-    base = compile_spec(SPECS / "digit-net" / "pyml.yaml").plan.image.base
-    if not client.images.list(name=base):
-        pytest.fail(f"base image {base} is missing (no registry to pull it from): run"
-                    " `sudo scripts/base-image` (scripts/setup-docker does)", pytrace=False)
-    return client
 
 
 def _pymlc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

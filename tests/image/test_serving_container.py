@@ -27,7 +27,7 @@ import pytest
 
 from pymlc.compiler.pipeline import compile_spec
 from pymlc.compiler.write import write_tree
-from pymlc.image import BuiltImage, EngineUnavailableError, build_image, connect
+from pymlc.image import BuiltImage, build_image
 from pymlc.runtime_stub import checks, codecs
 from pymlc.runtime_stub.config import ModelConfig
 
@@ -41,16 +41,6 @@ HEALTHY_S = 90.0
 LABEL = "pymlc.test.serving-container"
 
 
-@pytest.fixture(scope="session")
-def docker_engine() -> Any:
-    problem = client = None
-    try:
-        client = connect()
-    except EngineUnavailableError as exc:
-        problem = str(exc)
-    if problem is not None:
-        pytest.fail(f"these tests need the Docker engine: {problem}", pytrace=False)
-    return client
 
 
 def _spec(name: str) -> Path:
@@ -61,25 +51,25 @@ def _spec(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def serving_images(docker_engine: Any) -> dict[str, BuiltImage]:
-    return {name: build_image(compile_spec(_spec(name)), target="serving", client=docker_engine)
+def serving_images(engine: Any) -> dict[str, BuiltImage]:
+    return {name: build_image(compile_spec(_spec(name)), target="serving", client=engine)
             for name in ("fare-estimator", "digit-net")}
 
 
 @pytest.fixture(scope="session")
-def fare_batch_image(docker_engine: Any) -> BuiltImage:
+def fare_batch_image(engine: Any) -> BuiltImage:
     return build_image(compile_spec(_spec("fare-estimator")), target="batch",
-                       client=docker_engine)
+                       client=engine)
 
 
 @pytest.fixture()
-def containers(docker_engine: Any) -> Iterator[list[Any]]:
+def containers(engine: Any) -> Iterator[list[Any]]:
     """Containers a test starts; removed afterwards, whatever happened."""
     started: list[Any] = []
     yield started
     for container in started:
         container.remove(force=True)
-    assert not docker_engine.containers.list(all=True, filters={"label": LABEL})
+    assert not engine.containers.list(all=True, filters={"label": LABEL})
 
 
 def _shared_folder(folder: Path) -> Path:
@@ -145,10 +135,10 @@ def _start_serving(engine: Any, image: BuiltImage, tmp_path: Path,
 # --- serving ---------------------------------------------------------------------------------
 
 def test_fare_container_over_the_socket_with_typed_stubs_and_pymlc_predict(
-        docker_engine: Any, serving_images: dict[str, BuiltImage], tmp_path: Path,
+        engine: Any, serving_images: dict[str, BuiltImage], tmp_path: Path,
         containers: list[Any]) -> None:
     spec = _spec("fare-estimator")
-    container, socket = _start_serving(docker_engine, serving_images["fare-estimator"],
+    container, socket = _start_serving(engine, serving_images["fare-estimator"],
                                        tmp_path, containers)
     config, pb2, pb2_grpc = _stubs(spec, tmp_path / "stubs")
     inputs, outputs = checks.column_specs(config.inputs), checks.column_specs(config.outputs)
@@ -175,18 +165,18 @@ def test_fare_container_over_the_socket_with_typed_stubs_and_pymlc_predict(
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose([r["fare"] for r in json.loads(done.stdout)], want, rtol=1e-6)
 
-    assert _wait_healthy(docker_engine, container) == "healthy"
-    attrs = docker_engine.api.inspect_container(container.id)
+    assert _wait_healthy(engine, container) == "healthy"
+    attrs = engine.api.inspect_container(container.id)
     assert attrs["HostConfig"]["ReadonlyRootfs"] is True
     assert attrs["HostConfig"]["NetworkMode"] == "none"
     assert attrs["Config"]["User"].split(":")[0] == str(UID)
 
 
 def test_tensor_container_over_the_socket_and_healthy(
-        docker_engine: Any, serving_images: dict[str, BuiltImage], tmp_path: Path,
+        engine: Any, serving_images: dict[str, BuiltImage], tmp_path: Path,
         containers: list[Any]) -> None:
     spec = _spec("digit-net")
-    container, socket = _start_serving(docker_engine, serving_images["digit-net"], tmp_path,
+    container, socket = _start_serving(engine, serving_images["digit-net"], tmp_path,
                                        containers)
     config, pb2, pb2_grpc = _stubs(spec, tmp_path / "stubs")
     inputs = checks.tensor_specs(config.inputs)
@@ -207,14 +197,14 @@ def test_tensor_container_over_the_socket_and_healthy(
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["label"] == want["label"]
-    assert _wait_healthy(docker_engine, container) == "healthy"
+    assert _wait_healthy(engine, container) == "healthy"
 
 
-def test_serving_image_runs_without_pyarrow(docker_engine: Any,
+def test_serving_image_runs_without_pyarrow(engine: Any,
                                             serving_images: dict[str, BuiltImage]) -> None:
     for image in serving_images.values():
         def python(code: str, image: BuiltImage = image) -> tuple[int, str]:
-            container = docker_engine.containers.run(
+            container = engine.containers.run(
                 image.id, ["-c", code], entrypoint="python", network_mode="none", detach=True,
                 read_only=True, labels={LABEL: "1"})
             try:
@@ -234,7 +224,7 @@ def test_serving_image_runs_without_pyarrow(docker_engine: Any,
 # --- batch -----------------------------------------------------------------------------------
 
 def test_batch_container_scores_parquet_into_a_table_read_from_the_host(
-        docker_engine: Any, fare_batch_image: BuiltImage, tmp_path: Path,
+        engine: Any, fare_batch_image: BuiltImage, tmp_path: Path,
         containers: list[Any]) -> None:
     spec = _spec("fare-estimator")
     rows = json.loads((spec.parent / "examples" / "input.json").read_text())
@@ -248,7 +238,7 @@ def test_batch_container_scores_parquet_into_a_table_read_from_the_host(
         "passengers": pa.array([r["passengers"] for r in rows], pa.int8()),
     })
     pq.write_table(table, data / "input.parquet")
-    container = _run(docker_engine, fare_batch_image.id,
+    container = _run(engine, fare_batch_image.id,
                      ["--query", "SELECT * FROM parquet.`/data/input.parquet`",
                       "--output-table", "scores.fares", "--warehouse", "/data/warehouse"],
                      data, "/data", hostname="localhost")

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from pymlc.image import EngineUnavailableError, connect
 from pymlc.verify import LABEL
 
 pytestmark = pytest.mark.docker
@@ -58,16 +57,6 @@ class FareModel(DataFrameModel):
 '''
 
 
-@pytest.fixture(scope="session")
-def verify_engine() -> Any:
-    problem = client = None
-    try:
-        client = connect()
-    except EngineUnavailableError as exc:
-        problem = str(exc)
-    if problem is not None:
-        pytest.fail(f"these tests need the Docker engine: {problem}", pytrace=False)
-    return client
 
 
 @pytest.fixture(scope="session")
@@ -98,9 +87,9 @@ def broken_spec(tmp_path_factory: pytest.TempPathFactory, fare_trained: Path) ->
 
 
 @pytest.fixture(autouse=True)
-def no_containers_left(verify_engine: Any) -> Any:
+def no_containers_left(engine: Any) -> Any:
     yield
-    left = verify_engine.containers.list(all=True, filters={"label": LABEL})
+    left = engine.containers.list(all=True, filters={"label": LABEL})
     assert not left, [c.name for c in left]
 
 
@@ -183,14 +172,14 @@ def test_containers_that_never_get_ready_fail_within_the_timeout(broken_spec: Pa
     assert report["ok"] is False
 
 
-def test_sigterm_removes_the_runs_containers(verify_engine: Any, broken_spec: Path) -> None:
+def test_sigterm_removes_the_runs_containers(engine: Any, broken_spec: Path) -> None:
     _mode(broken_spec, "hang-in-image")
     process = subprocess.Popen([sys.executable, "-m", "pymlc", "verify", str(broken_spec),
                                 "--timeout", "600"], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 600
-        while not verify_engine.containers.list(filters={"label": LABEL}):
+        while not engine.containers.list(filters={"label": LABEL}):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no verify container started"
             time.sleep(0.5)
