@@ -26,6 +26,7 @@ from .console import emit_json, err, print_diagnostics, say
 
 if TYPE_CHECKING:
     from .compiler.pipeline import Compiled
+    from .compiler.write import Drift
 
 __all__ = ["main"]
 
@@ -228,10 +229,9 @@ def _check(args: argparse.Namespace) -> int:
         drifts = compare_tree(out, c.artifacts, _shown(out))
         lock = compare_file(c.lock_path, c.lock_text, _shown(c.lock_path))
         drifts += [lock] if lock else []
-        for d in drifts:
-            if args.format == "text":
-                err.print(f"[red]{d.status}[/red]: {_shown(d.path)}")
-                sys.stdout.write(d.diff)
+        if args.format == "text":
+            for d in drifts:
+                _print_drift(d)
         if drifts:
             stale.append({"name": c.plan.name, "spec": _shown(c.spec_path),
                           "files": [{"path": _shown(d.path), "status": d.status, "diff": d.diff}
@@ -239,8 +239,7 @@ def _check(args: argparse.Namespace) -> int:
     routes = _routes(args, compiled)
     drift = compare_file(routes[0], routes[1], _shown(routes[0])) if routes else None
     if drift and args.format == "text":
-        err.print(f"[red]{drift.status}[/red]: {_shown(drift.path)}")
-        sys.stdout.write(drift.diff)
+        _print_drift(drift)
     if args.format == "json":
         routes_drift = {"routes": {"path": _shown(drift.path), "status": drift.status,
                                    "diff": drift.diff}} if drift else {}
@@ -252,6 +251,11 @@ def _check(args: argparse.Namespace) -> int:
     else:
         say(f"[green]ok[/green]: {len(compiled)} model(s) up to date")
     return EXIT_FINDINGS if stale or drift else EXIT_OK
+
+
+def _print_drift(drift: Drift) -> None:
+    err.print(f"[red]{drift.status}[/red]: {escape(_shown(drift.path))}")
+    sys.stdout.write(drift.diff)
 
 
 def _validate(args: argparse.Namespace) -> int:
