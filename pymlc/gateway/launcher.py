@@ -7,6 +7,10 @@ labelled ``pymlc.gateway=<instance>``, so shutdown removes exactly this gateway'
 including any a crash left behind. A model is routed to only once its server answers
 grpc.health.v1 SERVING on the socket. A container found dead is removed and started again (on
 the next request, or at once with ``start="eager"``); one idle past ``idle_timeout`` is stopped.
+
+Deaths are learnt from the engine's ``die`` events, not by polling: an inspect call per model
+every second cost the request path measurable time (the Docker SDK's HTTP round trip and JSON
+parsing hold the GIL). Only a call that fails with UNAVAILABLE asks the engine directly.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class _Slot:
     inflight: int = 0
     last_used: float = 0.0
     starts: int = 0
+    died: str = ""  # id of a container the engine reported dead (checked against `container`)
 
 
 class Launcher:
@@ -94,8 +99,12 @@ class Launcher:
         self.grace = grace
         self._slots = {s.route.key: s for s in (self._slot(m) for m in models)}
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a death to act on: the watcher need not wait
+        self._events: Any = None  # the engine's event stream, closed on shutdown
         self._watcher = threading.Thread(target=self._watch, name="pymlc-gateway-watch",
                                          daemon=True)
+        self._follower = threading.Thread(target=self._follow, name="pymlc-gateway-events",
+                                          daemon=True)
 
     def _slot(self, model: ModelImage) -> _Slot:
         folder = self.state_dir / f"{model.name}-{model.version}"
@@ -119,8 +128,10 @@ class Launcher:
     # --- Backend -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start watching containers (health, idle time); call once before serving."""
+        """Start watching containers (deaths, idle time); call once before serving."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._events = self._subscribe()  # before any container starts: no death is missed
+        self._follower.start()
         self._watcher.start()
 
     def start_all(self) -> None:
@@ -162,8 +173,12 @@ class Launcher:
 
     def shutdown(self) -> None:
         self._stop.set()
-        if self._watcher.is_alive():
-            self._watcher.join()
+        self._wake.set()
+        if self._events is not None:
+            self._events.close()
+        for thread in (self._watcher, self._follower):
+            if thread.is_alive():
+                thread.join(timeout=10)
         for slot in self._slots.values():
             with slot.lock:
                 self._discard(slot, grace=self.grace)
@@ -280,16 +295,70 @@ class Launcher:
             _remove(slot.container, grace)
             slot.container = None
 
+    # --- watching ------------------------------------------------------------------------
+
+    def _subscribe(self) -> Any:
+        """The engine's stream of ``die`` events of this gateway's containers; None if the
+        engine cannot be reached (the watcher then asks it every few seconds)."""
+        import docker
+
+        try:
+            return self.client.events(decode=True, filters={
+                "type": "container", "event": "die", "label": f"{LABEL}={self.instance}"})
+        except docker.errors.DockerException as exc:
+            log.warning("cannot follow the Docker engine's events (%s); polling instead",
+                        _explain(exc))
+            return None
+
+    def _follow(self) -> None:
+        """Mark the slot of each container the engine reports dead, and wake the watcher."""
+        while not self._stop.is_set():
+            stream = self._events
+            if stream is None:
+                self._poll_deaths()
+                self._stop.wait(5.0)
+            else:
+                try:
+                    for event in stream:
+                        self._mark_dead(str(event.get("id", "")))
+                except Exception:  # closed on shutdown, or the engine went away
+                    pass
+                if self._stop.is_set():
+                    return
+                self._poll_deaths()  # whatever died while no stream was open
+            self._events = self._subscribe()
+
+    def _poll_deaths(self) -> None:
+        for slot in self._slots.values():
+            container = slot.container
+            if container is not None and not _running(container):
+                self._mark_dead(container.id)
+
+    def _mark_dead(self, container_id: str) -> None:
+        for slot in self._slots.values():
+            container = slot.container
+            if container is not None and container.id == container_id:
+                slot.died = container_id
+                self._wake.set()
+
     def _watch(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             for slot in self._slots.values():
                 if slot.lock.acquire(blocking=False):  # a start in progress is left alone
                     try:
                         self._check(slot)
                     finally:
                         slot.lock.release()
+                elif slot.died:
+                    self._wake.set()  # busy: look again on the next round
 
     def _check(self, slot: _Slot) -> None:
+        """Act on the slot's idle time or death; no engine call unless there is something to
+        do. Holds slot.lock."""
         if slot.container is None:
             return
         idle = time.monotonic() - slot.last_used
@@ -297,7 +366,8 @@ class Launcher:
             log.info("%s: idle for %.0f s; stopping container %s", slot.route.key, idle,
                      slot.container.short_id)
             self._discard(slot, grace=self.grace)
-        elif not _running(slot.container):
+        elif slot.died == slot.container.id:
+            _running(slot.container)  # reloads its state, for the exit reason
             log.warning("%s: container %s died (%s); %s", slot.route.key,
                         slot.container.short_id, _exit_reason(slot.container),
                         "restarting it" if self.eager else "restarting on the next request")

@@ -190,6 +190,18 @@ def test_eager_start_runs_every_model_before_serving(start_gateway: Any) -> None
     assert models == ["digit-net", "fare-estimator"]
 
 
+def test_eager_restarts_a_killed_container_before_any_request(start_gateway: Any) -> None:
+    # No request reaches the gateway: only the engine's `die` event can tell it.
+    gateway = start_gateway("--start", "eager")
+    [before] = gateway.running("fare-estimator")
+    before.kill()
+    _wait(lambda: [c.id for c in gateway.running("fare-estimator")] not in ([], [before.id]),
+          30, "a new fare-estimator container")
+    assert before.id not in {c.id for c in gateway.containers()}
+    assert any("died" in line and "restarting it" in line for line in gateway.log)
+    np.testing.assert_allclose(_infer_fare(gateway.tcp), FARE_EXPECTED, rtol=1e-9)
+
+
 def test_a_missing_image_is_unavailable_with_the_reason(start_gateway: Any, routes: Path,
                                                         tmp_path: Path) -> None:
     data = json.loads(routes.read_text())
