@@ -66,6 +66,9 @@ class OutputError(ContractError):
     """``predict`` returned outputs that do not match the spec's outputs."""
 
 
+_ABSENT = object()
+
+
 class _Mismatch(Exception):
     """One field's problem, raised inside a converter and collected by the caller."""
 
@@ -89,6 +92,9 @@ class TensorSpec:
     type: TensorDtype
     dtype: np.dtype[Any]
     shape: tuple[int, ...]
+    # The shape after its first dimension when that is the only wildcard (a batch of fixed-size
+    # samples, the usual case): then one tuple comparison checks a shape.
+    tail: tuple[int, ...] | None = None
 
 
 def column_specs(fields: Iterable[FieldConfig]) -> tuple[ColumnSpec, ...]:
@@ -126,7 +132,9 @@ def tensor_specs(fields: Iterable[FieldConfig]) -> tuple[TensorSpec, ...]:
     specs = []
     for f in fields:
         row = TENSOR_DTYPES[f.type]
-        specs.append(TensorSpec(f.name, row, np.dtype(row.numpy), tuple(f.shape or ())))
+        shape = tuple(f.shape or ())
+        tail = shape[1:] if shape[:1] == (-1,) and -1 not in shape[1:] else None
+        specs.append(TensorSpec(f.name, row, np.dtype(row.numpy), shape, tail))
     return tuple(specs)
 
 
@@ -437,7 +445,7 @@ def check_output_tensors(tensors: object,
     Raises:
         OutputError: not a dict, or an output missing, extra, mistyped or misshaped.
     """
-    if not isinstance(tensors, Mapping):
+    if not isinstance(tensors, dict) and not isinstance(tensors, Mapping):  # dict: no ABC check
         raise OutputError([f"predict returned {type(tensors).__name__}, expected a dict of"
                            " numpy arrays named by the spec's outputs"])
     arrays, problems = _conform_tensors(tensors, specs, "output")
@@ -448,24 +456,34 @@ def check_output_tensors(tensors: object,
 
 def _conform_tensors(tensors: Mapping[str, Any], specs: Sequence[TensorSpec],
                      role: str) -> tuple[dict[str, np.ndarray[Any, Any]], list[str]]:
-    names = {s.name for s in specs}
-    problems = [f"{name}: unexpected {role} tensor (the spec has no such {role})"
-                for name in tensors if name not in names]
+    # Runs twice per request (inputs, outputs): the common case of exactly the spec's tensors
+    # with the spec's dtypes costs a lookup, a shape and a dtype comparison per tensor.
     arrays: dict[str, np.ndarray[Any, Any]] = {}
+    problems: list[str] = []
+    present = 0
     for spec in specs:
-        if spec.name not in tensors:
+        value = tensors.get(spec.name, _ABSENT)
+        if value is _ABSENT:
             problems.append(f"{spec.name}: missing {role} tensor ({spec.type.name}"
                             f" {list(spec.shape)})")
             continue
+        present += 1
         try:
-            arrays[spec.name] = _conform_tensor(np.asarray(tensors[spec.name]), spec)
+            arrays[spec.name] = _conform_tensor(
+                value if type(value) is np.ndarray else np.asarray(value), spec)
         except _Mismatch as exc:
             problems.append(f"{spec.name}: {exc}")
+    if len(tensors) > present:
+        names = {s.name for s in specs}
+        problems[:0] = [f"{name}: unexpected {role} tensor (the spec has no such {role})"
+                        for name in tensors if name not in names]
     return arrays, problems
 
 
 def _conform_tensor(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, Any]:
-    if not _fits(array.shape, spec.shape):
+    shape = array.shape
+    if not (shape[1:] == spec.tail and len(shape) == len(spec.shape)) \
+            and shape != spec.shape and not _fits(shape, spec.shape):
         raise _Mismatch(f"shape {list(array.shape)} does not match {list(spec.shape)}"
                         " (-1 = any size)")
     if array.dtype == spec.dtype:

@@ -192,31 +192,37 @@ class ModelServer:
 
     def _wrap(self, method: str, fn: Callable[[Any, grpc.ServicerContext], Any], *,
               timed: bool = True) -> Callable[[Any, grpc.ServicerContext], Any]:
+        # Decided once: the success path runs on every call, and each Python step on it costs
+        # far more in a busy server than in a loop (measured: bench/README.md, serving).
+        observe = self.metrics.observe if self._metrics_port is not None else None
+        debug = log.isEnabledFor(logging.DEBUG)
+        timeout = self._timeout if timed else float("inf")
+
         def behavior(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             try:
                 response = fn(request, context)
                 elapsed = time.perf_counter() - start
-                if timed and elapsed > self._timeout:
+                if elapsed > timeout:
                     raise _Status(grpc.StatusCode.DEADLINE_EXCEEDED,
                                   f"prediction took {elapsed * 1000:.0f} ms, over"
                                   f" serving.timeout_ms={self.config.serving.timeout_ms}")
             except Exception as exc:  # every failure becomes a status; the server lives on
                 code, message = _status_of(exc, method)
-                self._finish(method, code, start, message)
+                self._failed(method, code, time.perf_counter() - start, message)
                 context.abort(code, message[:_MAX_DETAILS])
-            self._finish(method, grpc.StatusCode.OK, start)
+            if observe is not None:
+                observe(method, "OK", elapsed)
+            if debug:
+                log.debug("%s OK %.2fms", method, elapsed * 1000)
             return response
 
         return behavior
 
-    def _finish(self, method: str, code: grpc.StatusCode, start: float, message: str = "") -> None:
-        elapsed = time.perf_counter() - start
-        self.metrics.observe(method, code.name, elapsed)
-        if code is not grpc.StatusCode.OK:
-            log.warning("%s %s %.2fms: %s", method, code.name, elapsed * 1000, message)
-        elif log.isEnabledFor(logging.DEBUG):
-            log.debug("%s OK %.2fms", method, elapsed * 1000)
+    def _failed(self, method: str, code: grpc.StatusCode, elapsed: float, message: str) -> None:
+        if self._metrics_port is not None:
+            self.metrics.observe(method, code.name, elapsed)
+        log.warning("%s %s %.2fms: %s", method, code.name, elapsed * 1000, message)
 
     def _predict_frame_typed(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         request = _parse(self._stubs.PredictRequest, data)

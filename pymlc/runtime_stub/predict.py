@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,8 @@ class Predictor:
         self.output_columns = column_specs(config.outputs) if config.kind == "dataframe" else ()
         self.input_tensors = tensor_specs(config.inputs) if config.kind == "tensor" else ()
         self.output_tensors = tensor_specs(config.outputs) if config.kind == "tensor" else ()
+        # Once, not per call: isinstance against an ABC is a slow check on the request path.
+        self._tensor_model = isinstance(self.model, TensorModel)
 
     def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """Score a DataFrame with a dataframe model.
@@ -109,9 +111,9 @@ class Predictor:
             OutputError: the model returned outputs that do not match the spec.
             TypeError: the model is a tensor model.
         """
-        model = self.model
-        if not isinstance(model, DataFrameModel):
+        if self._tensor_model:
             raise TypeError(f"{self.config.name} is a tensor model; call predict_tensors")
+        model = cast(DataFrameModel, self.model)
         frame = conform_columns(columns, self.input_columns)
         if len(frame) == 0:  # nothing to score: many models reject empty input
             return {s.name: pd.array([], dtype=s.dtype) for s in self.output_columns}
@@ -132,9 +134,9 @@ class Predictor:
             OutputError: the model returned outputs that do not match the spec.
             TypeError: the model is a dataframe model.
         """
-        model = self.model
-        if not isinstance(model, TensorModel):
+        if not self._tensor_model:
             raise TypeError(f"{self.config.name} is a dataframe model; call predict_frame")
         arrays = conform_tensors(tensors, self.input_tensors)
+        model = cast(TensorModel, self.model)
         return check_output_tensors(model.predict(arrays), self.output_tensors)
 

@@ -144,6 +144,41 @@ def test_tensor_problems(array: np.ndarray, problem: str) -> None:
     assert only.startswith("t: ") and problem in only
 
 
+@pytest.mark.parametrize(("shape", "array", "fits"), [
+    ((-1,), np.zeros(3, np.float32), True),
+    ((-1,), np.float32(1.0), False),  # 0-d: the tail () matches, the rank does not
+    ((-1, 8), np.zeros((0, 8), np.float32), True),
+    ((-1, 8), np.zeros(8, np.float32), False),
+    ((4, -1), np.zeros((4, 2), np.float32), True),  # a wildcard elsewhere: the slow path
+    ((4, -1), np.zeros((2, 4), np.float32), False),
+    ((-1, -1), np.zeros((5, 7), np.float32), True),
+    ((2, 3), np.zeros((2, 3), np.float32), True),
+    ((2, 3), np.zeros((3, 2), np.float32), False),
+])
+def test_tensor_shapes_with_and_without_wildcards(shape: tuple[int, ...], array: np.ndarray,
+                                                   fits: bool) -> None:
+    specs = tensor_specs([_tensor(shape)])
+    if fits:
+        assert conform_tensors({"t": array}, specs)["t"].shape == array.shape
+    else:
+        with pytest.raises(InputError, match=r"t: shape .* does not match"):
+            conform_tensors({"t": array}, specs)
+
+
+def test_tensor_names_extra_and_missing_reported_together() -> None:
+    specs = tensor_specs([_tensor((-1, 8))])
+    with pytest.raises(InputError) as caught:
+        conform_tensors({"t": np.zeros((1, 8), np.float32), "u": 1, "v": 2}, specs)
+    assert list(caught.value.problems) == [
+        "u: unexpected input tensor (the spec has no such input)",
+        "v: unexpected input tensor (the spec has no such input)"]
+    with pytest.raises(OutputError) as failed:
+        check_output_tensors({"u": np.zeros(1)}, specs)
+    assert [p.split(":")[0] for p in failed.value.problems] == ["u", "t"]
+    listed = conform_tensors({"t": [[0.5] * 8]}, specs)["t"]  # not an array yet: converted
+    assert listed.dtype == np.float32 and listed.shape == (1, 8)
+
+
 def test_tensor_safe_casts_and_wildcards() -> None:
     specs = tensor_specs([_tensor((-1, 8), "float64")])
     out = conform_tensors({"t": np.ones((0, 8), np.float16)}, specs)
