@@ -95,6 +95,7 @@ class TensorSpec:
     # The shape after its first dimension when that is the only wildcard (a batch of fixed-size
     # samples, the usual case): then one tuple comparison checks a shape.
     tail: tuple[int, ...] | None = None
+    rank: int = 0
 
 
 def column_specs(fields: Iterable[FieldConfig]) -> tuple[ColumnSpec, ...]:
@@ -134,7 +135,7 @@ def tensor_specs(fields: Iterable[FieldConfig]) -> tuple[TensorSpec, ...]:
         row = TENSOR_DTYPES[f.type]
         shape = tuple(f.shape or ())
         tail = shape[1:] if shape[:1] == (-1,) and -1 not in shape[1:] else None
-        specs.append(TensorSpec(f.name, row, np.dtype(row.numpy), shape, tail))
+        specs.append(TensorSpec(f.name, row, np.dtype(row.numpy), shape, tail, len(shape)))
     return tuple(specs)
 
 
@@ -468,9 +469,12 @@ def _conform_tensors(tensors: Mapping[str, Any], specs: Sequence[TensorSpec],
                             f" {list(spec.shape)})")
             continue
         present += 1
+        if type(value) is np.ndarray and value.dtype == spec.dtype \
+                and value.shape[1:] == spec.tail and value.ndim == spec.rank:
+            arrays[spec.name] = value  # exactly as the spec says: nothing to convert
+            continue
         try:
-            arrays[spec.name] = _conform_tensor(
-                value if type(value) is np.ndarray else np.asarray(value), spec)
+            arrays[spec.name] = _conform_tensor(np.asarray(value), spec)
         except _Mismatch as exc:
             problems.append(f"{spec.name}: {exc}")
     if len(tensors) > present:
@@ -482,8 +486,7 @@ def _conform_tensors(tensors: Mapping[str, Any], specs: Sequence[TensorSpec],
 
 def _conform_tensor(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, Any]:
     shape = array.shape
-    if not (shape[1:] == spec.tail and len(shape) == len(spec.shape)) \
-            and shape != spec.shape and not _fits(shape, spec.shape):
+    if shape != spec.shape and not _fits(shape, spec.shape):
         raise _Mismatch(f"shape {list(array.shape)} does not match {list(spec.shape)}"
                         " (-1 = any size)")
     if array.dtype == spec.dtype:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,7 +113,7 @@ class Predictor:
         """
         if self._tensor_model:
             raise TypeError(f"{self.config.name} is a tensor model; call predict_tensors")
-        model = cast(DataFrameModel, self.model)
+        model: DataFrameModel = self.model  # type: ignore[assignment]
         frame = conform_columns(columns, self.input_columns)
         if len(frame) == 0:  # nothing to score: many models reject empty input
             return {s.name: pd.array([], dtype=s.dtype) for s in self.output_columns}
@@ -137,6 +137,5 @@ class Predictor:
         if not self._tensor_model:
             raise TypeError(f"{self.config.name} is a dataframe model; call predict_frame")
         arrays = conform_tensors(tensors, self.input_tensors)
-        model = cast(TensorModel, self.model)
-        return check_output_tensors(model.predict(arrays), self.output_tensors)
+        return check_output_tensors(self.model.predict(arrays), self.output_tensors)
 
