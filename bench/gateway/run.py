@@ -5,8 +5,8 @@ straight to the model container's Unix socket, in the same run.
 limits) and listens on a Unix socket; the model's own socket is the bind-mounted one in the
 gateway's state folder. h2load (C, ~30 us per request; `apt-get install -y nghttp2-client`)
 drives both over Unix sockets from its own process, one connection with 1/8/32 streams in
-flight; every point alternates direct then gateway, `--rounds` times, and reports the median
-round. h2load cannot read gRPC trailers, so each target first answers one call checked for an
+flight; every point alternates direct then gateway, `--rounds` times, and reports the medians
+of the rounds (shared runner: bench/h2load.py). h2load cannot read gRPC trailers, so each target first answers one call checked for an
 OK status and the right fare with a Python client.
 
 Run: .venv/bin/python bench/gateway/run.py [--duration 4] [--rounds 3] [--out bench/gateway/out]
@@ -16,22 +16,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import signal
-import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 import tritonclient.grpc.service_pb2 as oip
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for the shared runner
+import h2load  # noqa: E402
+from h2load import Point  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FARE = ROOT / "specs" / "fare-estimator"
@@ -42,17 +43,9 @@ GOAL_THROUGHPUT_COST = 0.15
 GOAL_P50_MS = 1.0
 
 
-@dataclass
-class Point:
-    req_s: float
-    p50_ms: float
-    p99_ms: float
-    failed: int
-
-
 def main() -> int:
     args = _parser().parse_args()
-    if shutil.which("h2load") is None:
+    if not h2load.available():
         print("h2load is missing: apt-get install -y nghttp2-client", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="gwb-"))
@@ -80,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     routes = _build(work)
     body = work / "request.bin"
-    body.write_bytes(_frame(_request()))
+    body.write_bytes(h2load.frame(_request()))
     gateway = _start_gateway(routes, work)
     try:
         targets = {"direct": _model_socket(work), "gateway": str(work / "gateway.sock")}
@@ -91,7 +84,8 @@ def _run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             points: dict[str, list[Point]] = {"direct": [], "gateway": []}
             for _ in range(args.rounds):
                 for name, socket in targets.items():  # alternate: both see the same machine
-                    points[name].append(_h2load(socket, body, concurrency, args.duration, work))
+                    points[name].append(h2load.run(f"unix:{socket}", METHOD, body, concurrency,
+                                                   args.duration, work))
             rows.append(_row(concurrency, points))
             print(_line(rows[-1]), file=sys.stderr, flush=True)
         return rows
@@ -145,10 +139,6 @@ def _request() -> bytes:
     return bytes(request.SerializeToString())
 
 
-def _frame(message: bytes) -> bytes:
-    return b"\x00" + struct.pack(">I", len(message)) + message
-
-
 def _check_ok(target: str) -> None:
     expected = json.loads((FARE / "examples" / "output.json").read_text())[0]["fare"]
     with grpc.insecure_channel(target) as channel:
@@ -158,33 +148,8 @@ def _check_ok(target: str) -> None:
     assert abs(fare - expected) < 1e-9 * abs(expected), (target, fare, expected)
 
 
-def _h2load(socket: str, body: Path, concurrency: int, duration: float, work: Path) -> Point:
-    log = work / "h2load.log"
-    log.unlink(missing_ok=True)
-    command = ["h2load", "-c", "1", "-m", str(concurrency), "-D", f"{duration:g}",
-               "--warm-up-time", "1", "-d", str(body), "--log-file", str(log),
-               "-H", "content-type: application/grpc", "-H", "te: trailers",
-               "-B", f"unix:{socket}", f"http://localhost{METHOD}"]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    found = re.search(r"(\d+) failed", done.stdout)
-    latencies = sorted(int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines()
-                       if line.count("\t") >= 2)
-    return Point(len(latencies) / duration, _pct(latencies, 50), _pct(latencies, 99),
-                 int(found.group(1)) if found else -1)
-
-
-def _pct(values: list[float], q: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return float(statistics.quantiles(values, n=100, method="inclusive")[q - 1])
-
-
-def _median(points: list[Point]) -> Point:
-    return sorted(points, key=lambda p: p.req_s)[len(points) // 2]
-
-
 def _row(concurrency: int, points: dict[str, list[Point]]) -> dict[str, Any]:
-    direct, gateway = _median(points["direct"]), _median(points["gateway"])
+    direct, gateway = h2load.median(points["direct"]), h2load.median(points["gateway"])
     cost = 1 - gateway.req_s / direct.req_s if direct.req_s else float("nan")
     added = gateway.p50_ms - direct.p50_ms
     return {"concurrency": concurrency,

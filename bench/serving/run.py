@@ -17,8 +17,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,10 @@ from typing import Any
 
 import grpc
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for the shared runner
+import h2load  # noqa: E402
+from h2load import Point  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
@@ -45,17 +47,9 @@ class Payload:
     data: bytes
 
 
-@dataclass
-class Point:
-    req_s: float
-    p50_ms: float
-    p99_ms: float
-    failed: int
-
-
 def main() -> int:
     args = _parser().parse_args()
-    if shutil.which("h2load") is None:
+    if not h2load.available():
         print("h2load is missing: apt-get install -y nghttp2-client", file=sys.stderr)
         return 2
     out = args.out
@@ -157,7 +151,7 @@ def _bench_spec(spec: str, generated: Path, payloads: list[Payload], work: Path,
     try:
         for payload in payloads:
             body = work / "body.bin"
-            body.write_bytes(struct.pack(">?I", False, len(payload.data)) + payload.data)
+            body.write_bytes(h2load.frame(payload.data))
             for name, server in servers.items():
                 _check_ok(payload, f"unix:{sockets[name]}")
                 _check_ok(payload, f"127.0.0.1:{server.port}")
@@ -171,9 +165,9 @@ def _bench_spec(spec: str, generated: Path, payloads: list[Payload], work: Path,
                         for name in order:
                             base = f"unix:{sockets[name]}" if transport == "uds" else \
                                 f"http://127.0.0.1:{servers[name].port}"
-                            runs[name].append(
-                                _h2load(base, payload, body, concurrency, duration, work))
-                    results = {name: _median(points) for name, points in runs.items()}
+                            runs[name].append(h2load.run(base, f"/{payload.service}/Predict",
+                                                         body, concurrency, duration, work))
+                    results = {name: h2load.median(points) for name, points in runs.items()}
                     rows.append(_row(payload, transport, concurrency, results))
                     print(_line(rows[-1]), file=sys.stderr, flush=True)
     finally:
@@ -186,39 +180,6 @@ def _check_ok(payload: Payload, target: str) -> None:
     with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary(f"/{payload.service}/Predict")
         call(payload.data, timeout=30)  # raises unless the status is OK
-
-
-def _h2load(base: str, payload: Payload, body: Path, concurrency: int, duration: int,
-            work: Path) -> Point:
-    log = work / "h2load.log"
-    log.unlink(missing_ok=True)
-    command = ["h2load", "-c", "1", "-m", str(concurrency), "-D", str(duration),
-               "--warm-up-time", "1", "-d", str(body), "--log-file", str(log),
-               "-H", "content-type: application/grpc", "-H", "te: trailers"]
-    url = f"http://localhost/{payload.service}/Predict"
-    if base.startswith("unix:"):
-        command += ["-B", base, url]
-    else:
-        command += [f"{base}/{payload.service}/Predict"]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    failed = int(re.search(r"(\d+) failed", done.stdout).group(1))  # type: ignore[union-attr]
-    latencies = sorted(int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines()
-                       if line.count("\t") >= 2)
-    elapsed = duration
-    return Point(len(latencies) / elapsed, _pct(latencies, 50), _pct(latencies, 99), failed)
-
-
-def _median(points: list[Point]) -> Point:
-    return Point(statistics.median(p.req_s for p in points),
-                 statistics.median(p.p50_ms for p in points),
-                 statistics.median(p.p99_ms for p in points), sum(p.failed for p in points))
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    return float(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]) \
-        if len(values) > 1 else values[0]
 
 
 def _row(payload: Payload, transport: str, concurrency: int,
