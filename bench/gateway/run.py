@@ -6,8 +6,8 @@ limits) and listens on a Unix socket; the model's own socket is the bind-mounted
 gateway's state folder. h2load (C, ~30 us per request; `apt-get install -y nghttp2-client`)
 drives both over Unix sockets from its own process, one connection with 1/8/32 streams in
 flight; every point alternates direct then gateway, `--rounds` times, and reports the medians
-of the rounds (shared runner: bench/h2load.py). h2load cannot read gRPC trailers, so each target first answers one call checked for an
-OK status and the right fare with a Python client.
+of the rounds (shared runner: bench/h2load.py). h2load cannot read gRPC trailers, so each target
+first answers one call checked for an OK status and the right fare with a Python client.
 
 Run: .venv/bin/python bench/gateway/run.py [--duration 4] [--rounds 3] [--out bench/gateway/out]
 """

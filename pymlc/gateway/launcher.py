@@ -39,6 +39,7 @@ DEFAULT_SOCKET = "/run/pyml/model.sock"
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes, with the terminating NUL
 _TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m,mode=1777"}
 _LOG_TAIL = 15
+POLL_EVERY = 5.0  # seconds between inspections when the engine gives no event stream
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ class Launcher:
 
     def _subscribe(self) -> Any:
         """The engine's stream of ``die`` events of this gateway's containers; None if the
-        engine cannot be reached (the watcher then asks it every few seconds)."""
+        engine refuses it (the follower then inspects the containers every ``POLL_EVERY`` s)."""
         import docker
 
         try:
@@ -314,25 +315,30 @@ class Launcher:
         """Mark the slot of each container the engine reports dead, and wake the watcher."""
         while not self._stop.is_set():
             stream = self._events
-            if stream is None:
-                self._poll_deaths()
-                self._stop.wait(5.0)
-            else:
+            if stream is not None:
                 try:
                     for event in stream:
                         self._mark_dead(str(event.get("id", "")))
                 except Exception:  # closed on shutdown, or the engine went away
                     pass
-                if self._stop.is_set():
-                    return
-                self._poll_deaths()  # whatever died while no stream was open
+            if stream is None and self._stop.wait(POLL_EVERY):  # no stream: try again later
+                return
             self._events = self._subscribe()
+            if self._stop.is_set():  # shutdown may have closed the previous stream, not this one
+                if self._events is not None:
+                    self._events.close()
+                return
+            self._poll_deaths()  # whatever died while no stream was open
 
     def _poll_deaths(self) -> None:
         for slot in self._slots.values():
             container = slot.container
-            if container is not None and not _running(container):
-                self._mark_dead(container.id)
+            try:
+                if container is not None and not _running(container):
+                    self._mark_dead(container.id)
+            except Exception as exc:  # the engine is unreachable: the next round retries
+                log.debug("cannot inspect a container: %s", exc)
+                return
 
     def _mark_dead(self, container_id: str) -> None:
         for slot in self._slots.values():
