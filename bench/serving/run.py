@@ -189,7 +189,7 @@ def _row(payload: Payload, transport: str, concurrency: int,
             "pymlc_req_s": round(pymlc.req_s), "pymlc_p50_ms": round(pymlc.p50_ms, 2),
             "pymlc_p99_ms": round(pymlc.p99_ms, 2), "raw_req_s": round(raw.req_s),
             "raw_p50_ms": round(raw.p50_ms, 2), "raw_p99_ms": round(raw.p99_ms, 2),
-            "throughput_ratio": round(pymlc.req_s / raw.req_s, 2) if raw.req_s else None,
+            "throughput_ratio": round(pymlc.req_s / raw.req_s, 3) if raw.req_s else None,
             "p99_ratio": round(pymlc.p99_ms / raw.p99_ms, 2) if raw.p99_ms else None,
             "failed": pymlc.failed + raw.failed}
 
