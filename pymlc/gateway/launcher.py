@@ -10,7 +10,8 @@ the next request, or at once with ``start="eager"``); one idle past ``idle_timeo
 
 Deaths are learnt from the engine's ``die`` events, not by polling: an inspect call per model
 every second cost the request path measurable time (the Docker SDK's HTTP round trip and JSON
-parsing hold the GIL). Only a call that fails with UNAVAILABLE asks the engine directly.
+parsing hold the GIL). The engine is asked directly only when a call fails with UNAVAILABLE, and
+every ``POLL_EVERY`` seconds while it refuses the event stream.
 """
 
 from __future__ import annotations
