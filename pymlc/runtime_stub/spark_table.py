@@ -82,13 +82,19 @@ def describe_table(spark: SparkSession, name: TableName) -> TableInfo | None:
     """
     if not spark.catalog.tableExists(str(name)):  # also False when the database is missing
         return None
-    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {name.sql}").collect()
-    details = {str(r["col_name"]): str(r["data_type"]) for r in rows if r["col_name"]}
+    details = _details(spark, name)
     columns = tuple(Column(f.name, f.dataType.simpleString(), f.nullable)
                     for f in spark.table(name.sql).schema.fields)
-    partitioned = any(str(r["col_name"]) == "# Partition Information" for r in rows)
+    partitioned = "# Partition Information" in details
     return TableInfo(columns, details.get("Provider", "hive"), details.get("Type", "MANAGED"),
                      partitioned, details.get("Location", ""))
+
+
+def _details(spark: SparkSession, name: TableName) -> dict[str, str]:
+    """``DESCRIBE TABLE EXTENDED``: its ``col_name`` -> ``data_type`` rows (``Location``,
+    ``Provider``, ``Type``, and a ``# Partition Information`` header for a partitioned table)."""
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {name.sql}").collect()
+    return {str(r["col_name"]): str(r["data_type"]) for r in rows if r["col_name"]}
 
 
 def write_atomically(spark: SparkSession, scored: DataFrame, dest: TableName, *,
@@ -240,9 +246,11 @@ def clean_debris(spark: SparkSession, dest: TableName, existing: TableInfo | Non
              and now - fs.last_change(folder) > stale_after]
     if not stale:
         return
-    used = {_location(spark, TableName(dest.database, t)) for t in _tables(spark, dest.database)}
+    locations = (_location(spark, TableName(dest.database, t))
+                 for t in _tables(spark, dest.database))
+    used = {fs.qualified(location) for location in locations if location}
     for folder in stale:
-        if fs.qualified(folder) not in {fs.qualified(u) for u in used if u}:
+        if fs.qualified(folder) not in used:
             say(f"deleting {folder} left by an earlier job")
             fs.delete(folder)
 
@@ -253,8 +261,7 @@ def _tables(spark: SparkSession, database: str, pattern: str = "*") -> list[str]
 
 
 def _location(spark: SparkSession, name: TableName) -> str:
-    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {name.sql}").collect()
-    return next((str(r["data_type"]) for r in rows if r["col_name"] == "Location"), "")
+    return _details(spark, name).get("Location", "")
 
 
 class _FileSystem:
