@@ -140,14 +140,14 @@ def _run(args: argparse.Namespace, config: ModelConfig, root: Path, query: str,
     warm = _WarmUp(spark, config, root)
     try:
         try:
-            plan, existing = _analyse(spark, config, query, dest)
+            source, plan, existing = _analyse(spark, config, query, dest)
         except PlanError as exc:
             _report_plan(exc, dest)
             return EXIT_FAILED
         except Exception as exc:  # Spark's AnalysisException, ParseException, ...
             warn(f"error: the query cannot be analysed: {_short(exc)}")
             return EXIT_FAILED
-        return _score(spark, config, root, query, plan, dest, existing, mode, started)
+        return _score(spark, config, root, source, plan, dest, existing, mode, started)
     finally:
         warm.stop()
         if stop:
@@ -182,14 +182,16 @@ class _WarmUp:
 
 
 def _analyse(spark: SparkSession, config: ModelConfig, query: str,
-             dest: TableName) -> tuple[JobPlan, TableInfo | None]:
-    schema = spark.sql(query).schema  # analysis only: no job runs
-    columns = [Column(f.name, f.dataType.simpleString(), f.nullable) for f in schema.fields]
+             dest: TableName) -> tuple[DataFrame, JobPlan, TableInfo | None]:
+    """The query's (analysed, not yet run) DataFrame, the job plan and the destination."""
+    source = spark.sql(query)  # analysis only: no job runs; the job reuses this plan
+    columns = [Column(f.name, f.dataType.simpleString(), f.nullable)
+               for f in source.schema.fields]
     plan = plan_job(config, columns)
     existing = describe_table(spark, dest)
     check_destination(str(dest), plan, existing)
     warn(f"query checked: {len(plan.inputs)} inputs, {len(plan.passthrough)} passthrough")
-    return plan, existing
+    return source, plan, existing
 
 
 def _report_plan(exc: PlanError, dest: TableName) -> None:
@@ -200,13 +202,14 @@ def _report_plan(exc: PlanError, dest: TableName) -> None:
         sys.stderr.write(f"  - {problem}\n")
 
 
-def _score(spark: SparkSession, config: ModelConfig, root: Path, query: str, plan: JobPlan,
-           dest: TableName, existing: TableInfo | None, mode: str, started: float) -> int:
+def _score(spark: SparkSession, config: ModelConfig, root: Path, source: DataFrame,
+           plan: JobPlan, dest: TableName, existing: TableInfo | None, mode: str,
+           started: float) -> int:
     from pyspark.sql import Observation
 
     rows = spark.sparkContext.accumulator(0)  # progress only: tasks may be retried
     given, written = Observation(), Observation()
-    scored = _scored_frame(spark, config, root, query, plan, rows, given, written)
+    scored = _scored_frame(spark, config, root, source, plan, rows, given, written)
     try:
         with Progress(spark, lambda: int(rows.value)):
             total = write_atomically(spark, scored, dest, existing=existing, mode=mode,
@@ -228,7 +231,7 @@ def _count(observation: Any) -> int:
     return int(observation.get["rows"])
 
 
-def _scored_frame(spark: SparkSession, config: ModelConfig, root: Path, query: str,
+def _scored_frame(spark: SparkSession, config: ModelConfig, root: Path, source: DataFrame,
                   plan: JobPlan, rows: Any, given: Any, written: Any) -> DataFrame:
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -254,7 +257,7 @@ def _scored_frame(spark: SparkSession, config: ModelConfig, root: Path, query: s
     else:
         fn = functools.partial(score_batches, **common,
                                nullable=tuple(f.nullable for f in config.outputs))
-    frame = _spread(spark, spark.sql(query).select(*selected))
+    frame = _spread(spark, source.select(*selected))
     one = F.count(F.lit(1)).alias("rows")
     # Both counts are taken by the write job itself: no second pass over the data.
     return frame.observe(given, one).mapInArrow(fn, schema).observe(written, one)
