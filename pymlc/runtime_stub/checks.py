@@ -252,9 +252,9 @@ def _conform_column(values: Any, spec: ColumnSpec) -> Any:
     same = _UNCHANGED.get(family) if values.dtype == spec.dtype else None
     if same is not None and family not in ("string", "binary"):  # the hot path: dtype says all
         return same(values, spec)
-    if _family(values, spec) != family:
-        raise _Mismatch(f"expected {_describe(spec)}, got"
-                        f" {_shown_dtype(values, _family(values, spec))}"
+    given = _family(values, spec)
+    if given != family:
+        raise _Mismatch(f"expected {_describe(spec)}, got {_shown_dtype(values, given)}"
                         " (only lossless conversions are applied)")
     return same(values, spec) if same is not None else _CONVERT[family](values, spec)
 

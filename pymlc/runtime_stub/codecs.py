@@ -196,8 +196,8 @@ def to_wire(values: Any, spec: ColumnSpec, nulls: np.ndarray[Any, Any] | None) -
     Returns:
         Python values of the column's proto type (dates as days, timestamps as microseconds).
     """
-    data = wire_array(values, spec, spec.type.proto_numpy, nulls)
-    return list(data.tolist())
+    wire: list[Any] = wire_array(values, spec, spec.type.proto_numpy, nulls).tolist()
+    return wire
 
 
 def wire_array(values: Any, spec: ColumnSpec, numpy: str,

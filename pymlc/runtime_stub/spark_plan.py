@@ -94,8 +94,13 @@ def tensor_spark_type(field: FieldConfig) -> str:
     """The Spark SQL type of one sample of a tensor: ``ARRAY<ARRAY<FLOAT>>`` for
     ``float32 [-1, 8, 8]``, ``BIGINT`` for ``int64 [-1]`` (one array level per dimension after
     the batch dimension; the element type from the type table)."""
-    depth = max(len(field.shape or ()) - 1, 0)
+    depth = _tensor_depth(field)
     return "ARRAY<" * depth + TENSOR_DTYPES[field.type].spark + ">" * depth
+
+
+def _tensor_depth(field: FieldConfig) -> int:
+    """Array levels of one sample: one per dimension after the batch dimension."""
+    return max(len(field.shape or ()) - 1, 0)
 
 
 def plan_job(config: ModelConfig, query: Sequence[Column]) -> JobPlan:
@@ -179,7 +184,7 @@ def _array_levels(spark_type: str) -> tuple[int, str]:
 
 
 def _check_tensor(column: Column, field: FieldConfig, problems: list[str]) -> bool:
-    want_depth = max(len(field.shape or ()) - 1, 0)
+    want_depth = _tensor_depth(field)
     element = TENSOR_DTYPES[field.type].spark
     target = spark_type_to_spec(element) or ""
     depth, given = _array_levels(column.spark_type)
