@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from .cli_image import register as _register_image
 from .cli_serve import register as _register_serve
 from .cli_verify import register as _register_verify
 from .compiler.errors import Diagnostic, Level, PymlcError, SpecError
-from .console import emit_json, err, print_diagnostics, say
+from .console import emit_json, err, print_diagnostics, say, shown
 
 if TYPE_CHECKING:
     from .compiler.pipeline import Compiled
@@ -136,7 +135,7 @@ def _compile_targets(args: argparse.Namespace) -> list[Compiled]:
     problems: list[Diagnostic] = []
     for spec in specs:
         try:
-            compiled.append(compile_spec(spec, display=_shown(spec)))
+            compiled.append(compile_spec(spec, display=shown(spec)))
         except SpecError as exc:
             problems.extend(exc.diagnostics)
     warnings = [w for c in compiled for w in c.warnings]
@@ -161,13 +160,6 @@ def _no_spec(targets: list[Path]) -> Diagnostic:
     return Diagnostic(shown, (), None, Level.ERROR, "E000",
                       "no pyml.yaml found; name a spec file or a folder that contains one"
                       " (or create one with `pymlc init NAME`)")
-
-
-def _shown(path: Path) -> str:
-    """A path as people want to read it: relative below the working folder, else absolute."""
-    absolute = os.path.abspath(path)
-    relative = os.path.relpath(absolute)
-    return absolute if relative == ".." or relative.startswith("../") else relative
 
 
 def _out_dir(compiled: Compiled, out: Path | None, many: bool) -> Path:
@@ -203,19 +195,19 @@ def _build(args: argparse.Namespace) -> int:
         changed = write_tree(out, c.artifacts)
         if write_file(c.lock_path, c.lock_text):
             changed.append(c.lock_path)
-        report.append({"name": c.plan.name, "spec": _shown(c.spec_path), "out": _shown(out),
-                       "changed": sorted(_shown(p) for p in changed)})
+        report.append({"name": c.plan.name, "spec": shown(c.spec_path), "out": shown(out),
+                       "changed": sorted(shown(p) for p in changed)})
         if args.format == "text":
-            say(f"[green]built[/green] {c.plan.name} {c.plan.version} -> {_shown(out)}/"
+            say(f"[green]built[/green] {c.plan.name} {c.plan.version} -> {shown(out)}/"
                 f" ({len(changed)} file{'s' if len(changed) != 1 else ''} changed)")
     routes = _routes(args, compiled)
     if routes:
         write_file(*routes)
         if args.format == "text":
-            say(f"[green]routes[/green] of {len(compiled)} models -> {_shown(routes[0])}")
+            say(f"[green]routes[/green] of {len(compiled)} models -> {shown(routes[0])}")
     if args.format == "json":
         emit_json({"ok": True, "models": report,
-                   **({"routes": _shown(routes[0])} if routes else {})})
+                   **({"routes": shown(routes[0])} if routes else {})})
     return EXIT_OK
 
 
@@ -226,22 +218,22 @@ def _check(args: argparse.Namespace) -> int:
     stale: list[dict[str, object]] = []
     for c in compiled:
         out = _out_dir(c, args.out, _many(args, compiled))
-        drifts = compare_tree(out, c.artifacts, _shown(out))
-        lock = compare_file(c.lock_path, c.lock_text, _shown(c.lock_path))
+        drifts = compare_tree(out, c.artifacts, shown(out))
+        lock = compare_file(c.lock_path, c.lock_text, shown(c.lock_path))
         drifts += [lock] if lock else []
         if args.format == "text":
             for d in drifts:
                 _print_drift(d)
         if drifts:
-            stale.append({"name": c.plan.name, "spec": _shown(c.spec_path),
-                          "files": [{"path": _shown(d.path), "status": d.status, "diff": d.diff}
+            stale.append({"name": c.plan.name, "spec": shown(c.spec_path),
+                          "files": [{"path": shown(d.path), "status": d.status, "diff": d.diff}
                                     for d in drifts]})
     routes = _routes(args, compiled)
-    drift = compare_file(routes[0], routes[1], _shown(routes[0])) if routes else None
+    drift = compare_file(routes[0], routes[1], shown(routes[0])) if routes else None
     if drift and args.format == "text":
         _print_drift(drift)
     if args.format == "json":
-        routes_drift = {"routes": {"path": _shown(drift.path), "status": drift.status,
+        routes_drift = {"routes": {"path": shown(drift.path), "status": drift.status,
                                    "diff": drift.diff}} if drift else {}
         emit_json({"ok": not stale and not drift, "checked": len(compiled), "stale": stale,
                    **routes_drift})
@@ -254,7 +246,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _print_drift(drift: Drift) -> None:
-    err.print(f"[red]{drift.status}[/red]: {escape(_shown(drift.path))}")
+    err.print(f"[red]{drift.status}[/red]: {escape(shown(drift.path))}")
     sys.stdout.write(drift.diff)
 
 
@@ -264,7 +256,7 @@ def _validate(args: argparse.Namespace) -> int:
     compiled = _compile_targets(args)
     for c in compiled:
         if args.format == "text":
-            say(f"[green]valid[/green]: {_shown(c.spec_path)} ({c.plan.name} {c.plan.version})")
+            say(f"[green]valid[/green]: {shown(c.spec_path)} ({c.plan.name} {c.plan.version})")
     failed = check_examples(compiled, text=args.format == "text")
     if args.format == "json":
         failures = {"examples_failed": failed} if failed else {}
@@ -277,7 +269,7 @@ def _init(args: argparse.Namespace) -> int:
 
     created = scaffold(Path(args.name), args.name, args.kind)
     for path in created:
-        say(f"created {_shown(path)}")
+        say(f"created {shown(path)}")
     say(f"next: cd {args.name} && pymlc validate && pymlc build")
     return EXIT_OK
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from .console import say
+from .console import say, shown
 
 if TYPE_CHECKING:
     from .compiler.pipeline import Compiled
@@ -55,7 +55,7 @@ def register(sub: _SubParsers) -> None:
 def _batch(args: argparse.Namespace) -> int:
     from .compiler.pipeline import compile_spec
 
-    compiled = compile_spec(args.spec, display=_shown(args.spec))
+    compiled = compile_spec(args.spec, display=shown(args.spec))
     with _generated(compiled) as folder:
         command = [sys.executable, str(folder / _JOB), *_job_arguments(args)]
         env = {
@@ -89,14 +89,7 @@ def _generated(compiled: Compiled) -> Iterator[Path]:
     if committed.is_dir() and not compare_tree(committed, compiled.artifacts, str(committed)):
         yield committed
         return
-    say(f"{_shown(committed)} is missing or out of date; running a fresh build of the job")
+    say(f"{shown(committed)} is missing or out of date; running a fresh build of the job")
     with tempfile.TemporaryDirectory(prefix="pymlc-batch-") as tmp:
         write_tree(Path(tmp), compiled.artifacts)
         yield Path(tmp)
-
-
-def _shown(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)

@@ -7,13 +7,12 @@ when the command runs so that other commands start without it.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from .console import emit_json, err, print_diagnostics, say
+from .console import emit_json, err, print_diagnostics, say, shown
 
 if TYPE_CHECKING:
     from .image import BuildError, BuiltImage, Step
@@ -46,7 +45,7 @@ def _image(args: argparse.Namespace) -> int:
     from .image import BuildError, build_image, connect
 
     spec: Path = args.spec / SPEC_FILE if args.spec.is_dir() else args.spec
-    compiled = compile_spec(spec, display=_shown(spec))
+    compiled = compile_spec(spec, display=shown(spec))
     if args.format == "text":
         print_diagnostics(compiled.warnings)
         _note_stale(compiled)
@@ -66,8 +65,8 @@ def _note_stale(compiled: Any) -> None:
     from .compiler.write import compare_tree
 
     out = compiled.spec_path.parent / "generated"
-    if out.is_dir() and compare_tree(out, compiled.artifacts, _shown(out)):
-        say(f"[yellow]note:[/yellow] {escape(_shown(out))}/ is out of date; the image is built"
+    if out.is_dir() and compare_tree(out, compiled.artifacts, shown(out)):
+        say(f"[yellow]note:[/yellow] {escape(shown(out))}/ is out of date; the image is built"
             " from a fresh compile of the spec (run `pymlc build` to update the folder)")
 
 
@@ -128,12 +127,3 @@ def _report_failure(args: argparse.Namespace, exc: BuildError) -> None:
         for line in exc.tail:
             err.print(f"  {escape(line)}", overflow="ignore", crop=False)
     err.print(f"[red]{escape(exc.message)}[/red]")
-
-
-def _shown(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
-
-

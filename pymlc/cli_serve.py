@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .console import emit_json, err, say
+from .console import emit_json, err, say, shown
 
 if TYPE_CHECKING:
     from .compiler.pipeline import Compiled
@@ -74,17 +74,10 @@ def _generated(spec: Path) -> Iterator[tuple[Compiled, Path]]:
     from .compiler.pipeline import compile_spec
     from .compiler.write import write_tree
 
-    compiled = compile_spec(spec, display=_shown(spec))
+    compiled = compile_spec(spec, display=shown(spec))
     with tempfile.TemporaryDirectory(prefix=f"pymlc-{compiled.plan.name}-") as folder:
         write_tree(Path(folder), compiled.artifacts)
         yield compiled, Path(folder)
-
-
-def _shown(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
 
 
 # --- serve --------------------------------------------------------------------------------
@@ -219,7 +212,7 @@ def check_examples(compiled: Sequence[Compiled], *, text: bool) -> list[dict[str
             if summary and not problems:
                 say(f"[green]examples[/green]: {c.plan.name}: {summary}")
         if problems:
-            failures.append({"name": c.plan.name, "spec": _shown(c.spec_path),
+            failures.append({"name": c.plan.name, "spec": shown(c.spec_path),
                              "problems": problems})
     return failures
 

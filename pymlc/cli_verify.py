@@ -9,13 +9,12 @@ within the spec's tolerance (and with ``examples.output``), else 1.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from rich.markup import escape
 
-from .console import emit_json, err, print_diagnostics, say
+from .console import emit_json, err, print_diagnostics, say, shown
 
 if TYPE_CHECKING:
     from .verify import Report
@@ -46,7 +45,7 @@ def _verify(args: argparse.Namespace) -> int:
     from .verify import ExamplesError, verify
 
     spec: Path = args.spec / SPEC_FILE if args.spec.is_dir() else args.spec
-    compiled = compile_spec(spec, display=_shown(spec))
+    compiled = compile_spec(spec, display=shown(spec))
     text = args.format == "text"
     if text:
         print_diagnostics(compiled.warnings)
@@ -105,10 +104,3 @@ def _cell(report: Report, column: str, text: str) -> str:
     if path is not None and path.error:
         return "[red]error[/red]"
     return escape(text)
-
-
-def _shown(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)

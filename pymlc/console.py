@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -12,9 +13,17 @@ from rich.markup import escape
 
 from .compiler.errors import MAX_PRINTED, Diagnostic, Level
 
-__all__ = ["emit_json", "err", "print_diagnostics", "say"]
+__all__ = ["emit_json", "err", "print_diagnostics", "say", "shown"]
 
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)  # user text verbatim
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """A path as people want to read it: relative below the working folder, else absolute
+    (never ``../../..``, whose meaning depends on where the command ran)."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative == ".." or relative.startswith("../") else relative
 
 
 def say(message: str) -> None:
