@@ -33,6 +33,7 @@ from .types import COLUMN_TYPES, TENSOR_DTYPES, ColumnType, TensorDtype
 __all__ = [
     "ColumnSpec",
     "ContractError",
+    "DecodedObjects",
     "InputError",
     "OutputError",
     "TensorSpec",
@@ -96,6 +97,26 @@ class TensorSpec:
     # samples, the usual case): then one tuple comparison checks a shape.
     tail: tuple[int, ...] | None = None
     rank: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedObjects:
+    """A string or binary column as a wire decoder built it, with what the decoder knows.
+
+    ``values`` is a fresh 1-D object array holding only ``str`` (``family`` "string") or only
+    ``bytes`` ("binary"), except None exactly where ``nulls`` is True (``nulls`` None: no
+    nulls). The checks take that word instead of walking the values again for their kind and
+    nulls (``infer_dtype``, ``pd.isna``: the costliest steps of a text column's check); only
+    the decoders build one, from a proto ``string``/``bytes`` field or OIP BYTES. Any other
+    column, a plain object array among them, is walked as before.
+    """
+
+    values: np.ndarray[Any, Any]
+    nulls: np.ndarray[Any, np.dtype[np.bool_]] | None
+    family: str
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 def column_specs(fields: Iterable[FieldConfig]) -> tuple[ColumnSpec, ...]:
@@ -219,8 +240,10 @@ def _conform_all(columns: Mapping[str, Any], specs: Sequence[ColumnSpec],
         if spec.name not in columns:
             problems.append(f"{spec.name}: missing {role} column ({_describe(spec)})")
             continue
+        column = columns[spec.name]
         try:
-            arrays[spec.name] = _conform_column(_values(columns[spec.name]), spec)
+            arrays[spec.name] = _conform_decoded(column, spec) \
+                if type(column) is DecodedObjects else _conform_column(_values(column), spec)
         except _Mismatch as exc:
             problems.append(f"{spec.name}: {exc}")
     lengths = {name: len(values) for name, values in arrays.items()}
@@ -257,6 +280,14 @@ def _conform_column(values: Any, spec: ColumnSpec) -> Any:
         raise _Mismatch(f"expected {_describe(spec)}, got {_shown_dtype(values, given)}"
                         " (only lossless conversions are applied)")
     return same(values, spec) if same is not None else _CONVERT[family](values, spec)
+
+
+def _conform_decoded(column: DecodedObjects, spec: ColumnSpec) -> Any:
+    """A decoder's string/binary column: its kind and nulls are known, nothing to walk."""
+    if column.family != spec.type.family:  # not what this column holds: check it the long way
+        return _conform_column(column.values, spec)
+    _refuse_nulls(column.nulls, spec)
+    return column.values
 
 
 def _shown_dtype(values: Any, family: str) -> str:

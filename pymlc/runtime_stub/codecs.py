@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 from google.protobuf import unknown_fields
 
-from .checks import ColumnSpec, InputError, TensorSpec
+from .checks import ColumnSpec, DecodedObjects, InputError, TensorSpec
 
 __all__ = [
     "columns_from_typed",
+    "decoded_objects",
     "frame_to_records",
     "read_columns",
     "read_tensors",
@@ -53,8 +54,9 @@ def columns_from_typed(message: Any, specs: Sequence[ColumnSpec]) -> dict[str, A
         specs: its columns, from ``checks.column_specs``.
 
     Returns:
-        Column name -> values in wire dtype with nulls applied; a column with no values while
-        others have some is left out, so the checks report it as missing.
+        Column name -> values in wire dtype with nulls applied (string and binary columns as
+        ``checks.DecodedObjects``); a column with no values while others have some is left
+        out, so the checks report it as missing.
 
     Raises:
         InputError: unknown field numbers, or a column whose null flags do not match its values.
@@ -93,13 +95,14 @@ def _typed_column(message: Any, spec: ColumnSpec) -> Any:
     if spec.type.family == "float" and values.dtype != spec.type.numpy:
         # float32 travels as double; round to float32 as a `float` field would have.
         values = values.astype(spec.type.numpy)
-    nulls = column.nulls
-    if not len(nulls):
-        return values
-    if len(nulls) != len(values):
-        raise InputError([f"{spec.name}: {len(nulls)} null flags for {len(values)} values;"
+    flags = column.nulls
+    if len(flags) and len(flags) != len(values):
+        raise InputError([f"{spec.name}: {len(flags)} null flags for {len(values)} values;"
                           " `nulls` must be empty or have one flag per value"])
-    return with_nulls(values, np.fromiter(nulls, dtype=bool, count=len(nulls)), spec)
+    nulls = np.fromiter(flags, dtype=bool, count=len(flags)) if len(flags) else None
+    if values.dtype == object:  # str from a `string` field, bytes from a `bytes` field
+        return decoded_objects(values, nulls, spec.type.family)
+    return values if nulls is None else with_nulls(values, nulls, spec)
 
 
 def _repeated(container: Any, numpy: str) -> np.ndarray[Any, Any]:
@@ -122,6 +125,26 @@ def wire_to_values(values: np.ndarray[Any, Any], spec: ColumnSpec) -> np.ndarray
     if unit is None or values.dtype.kind not in "iu":
         return values
     return values.astype(np.int64).view(unit)
+
+
+def decoded_objects(values: np.ndarray[Any, Any], nulls: np.ndarray[Any, Any] | None,
+                    family: str) -> DecodedObjects:
+    """A decoded string or binary column for the checks, which then need not walk it again.
+
+    Args:
+        values: the column as a decoder just built it, only ``str`` ("string") or only
+            ``bytes`` ("binary") values; marked in place, so never an array someone else holds.
+        nulls: one flag per value, or None (no nulls).
+        family: "string" or "binary", what ``values`` holds.
+
+    Returns:
+        ``values`` with None where null, and what the decoder knows about them.
+    """
+    if nulls is not None and not nulls.any():
+        nulls = None
+    if nulls is not None:
+        values[nulls] = None
+    return DecodedObjects(values, nulls, family)
 
 
 def with_nulls(values: np.ndarray[Any, Any], nulls: np.ndarray[Any, Any],

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import ColumnSpec, InputError, TensorSpec
-from .codecs import from_bytes, wire_array, wire_to_values, with_nulls
+from .codecs import decoded_objects, from_bytes, wire_array, wire_to_values, with_nulls
 from .config import ModelConfig
 from .types import OIP_DATATYPES
 
@@ -155,8 +155,8 @@ def columns_from_oip(request: Any,
         specs: the spec's inputs.
 
     Returns:
-        Column name -> values for ``Predictor.predict_columns``; unknown names are kept so that
-        the checks report them.
+        Column name -> values for ``Predictor.predict_columns`` (BYTES columns as
+        ``checks.DecodedObjects``); unknown names are kept so that the checks report them.
 
     Raises:
         InputError: a tensor is not 1-D, a string is not UTF-8, or ``.nulls`` flags are malformed.
@@ -189,18 +189,22 @@ def _column(array: np.ndarray[Any, Any], spec: ColumnSpec,
             nulls: np.ndarray[Any, Any] | None) -> Any:
     if array.ndim != 1:
         raise ValueError(f"shape {list(array.shape)}: a column is a 1-D tensor of shape [rows]")
+    held = "binary"  # what an object (BYTES) array holds
     if spec.type.family == "string" and array.dtype == object:
         try:
             array = np.array([v.decode("utf-8") for v in array], dtype=object)
         except UnicodeDecodeError as exc:
             raise ValueError(f"BYTES element is not UTF-8 text: {exc}") from None
+        held = "string"
     values = wire_to_values(array, spec)
-    if nulls is None or not spec.nullable:
-        return values
-    if nulls.dtype != bool or nulls.shape != values.shape:
+    if not spec.nullable:
+        nulls = None
+    if nulls is not None and (nulls.dtype != bool or nulls.shape != values.shape):
         raise ValueError(f"{spec.name}{NULLS_SUFFIX} must be BOOL of shape"
                          f" {list(values.shape)}, got {nulls.dtype} {list(nulls.shape)}")
-    return with_nulls(values, nulls, spec)
+    if values.dtype == object:  # fresh from the decoder: marked in place
+        return decoded_objects(values, nulls, held)
+    return values if nulls is None else with_nulls(values, nulls, spec)
 
 
 def columns_to_oip(response: Any, columns: Mapping[str, Any],

@@ -12,6 +12,7 @@ import pytest
 from serving_support import SPECS, build
 
 from pymlc.runtime_stub.checks import (
+    DecodedObjects,
     InputError,
     OutputError,
     check_output_columns,
@@ -21,6 +22,7 @@ from pymlc.runtime_stub.checks import (
     conform_tensors,
     tensor_specs,
 )
+from pymlc.runtime_stub.codecs import decoded_objects
 from pymlc.runtime_stub.config import FieldConfig, ModelConfig
 from pymlc.runtime_stub.predict import Predictor
 from pymlc.runtime_stub.types import COLUMN_TYPES, OIP_DATATYPES, TENSOR_DTYPES
@@ -95,6 +97,38 @@ def test_nulls_only_where_nullable() -> None:
     assert _conform("string", np.array([None, None], dtype=object), nullable=True).isna().all()
     flags = _conform("bool", np.array([True, False]), nullable=True)
     assert str(flags.dtype) == "boolean"
+
+
+def test_text_nulls_from_anywhere_but_a_decoder_are_found_by_walking() -> None:
+    # Only a decoder's DecodedObjects skips the walk; NaN and NA in a plain object array
+    # (pandas readers, `pymlc predict`, the batch path) are still nulls.
+    for null in (None, np.nan, pd.NA, float("nan")):
+        assert "1 null value(s), but the column is not nullable" in \
+            _refused("string", np.array(["a", null], dtype=object))
+        assert _conform("string", np.array(["a", null], dtype=object), nullable=True)\
+            .tolist() == ["a", None]
+
+
+@pytest.mark.parametrize("type_", ["string", "binary"])
+@pytest.mark.parametrize("nullable", [False, True])
+@pytest.mark.parametrize("flags", [None, [False, False], [False, True]])
+def test_decoded_text_conforms_as_the_same_values_walked(type_: str, nullable: bool,
+                                                         flags: list[bool] | None) -> None:
+    text, empty = ("a", "") if type_ == "string" else (b"a", b"")
+    wire = np.array([text, empty], dtype=object)  # a null travels as the empty value
+    decoded = decoded_objects(wire, None if flags is None else np.array(flags), type_)
+    walked = np.array([text, None if flags and flags[1] else empty], dtype=object)
+    if flags and flags[1] and not nullable:
+        assert _refused(type_, decoded, nullable) == _refused(type_, walked, nullable)
+    else:
+        assert _conform(type_, decoded, nullable).tolist() == \
+            _conform(type_, walked, nullable).tolist() == walked.tolist()
+
+
+def test_decoded_objects_of_another_family_are_walked() -> None:
+    bytes_for_text = DecodedObjects(np.array([b"a"], dtype=object), None, "binary")
+    assert "expected string, got values of kind 'binary'" in _refused("string", bytes_for_text)
+    assert "expected float64, got values of kind 'binary'" in _refused("float64", bytes_for_text)
 
 
 def test_frame_problems_are_all_listed_with_their_columns() -> None:
