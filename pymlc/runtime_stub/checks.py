@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -232,23 +233,28 @@ def check_output_arrays(frame: object, specs: Sequence[ColumnSpec],
 
 def _conform_all(columns: Mapping[str, Any], specs: Sequence[ColumnSpec],
                  role: str) -> tuple[dict[str, Any], list[str]]:
-    names = {s.name for s in specs}
-    problems = [f"{name}: unexpected {role} column (the spec has no such {role})"
-                for name in columns if name not in names]
+    # Runs twice per request (inputs, outputs): the common case, exactly the spec's columns,
+    # builds no name set and no per-column lengths.
     arrays: dict[str, Any] = {}
+    problems: list[str] = []
+    present = 0
     for spec in specs:
-        if spec.name not in columns:
+        column = columns.get(spec.name, _ABSENT)
+        if column is _ABSENT:
             problems.append(f"{spec.name}: missing {role} column ({_describe(spec)})")
             continue
-        column = columns[spec.name]
+        present += 1
         try:
             arrays[spec.name] = _conform_decoded(column, spec) \
                 if type(column) is DecodedObjects else _conform_column(_values(column), spec)
         except _Mismatch as exc:
             problems.append(f"{spec.name}: {exc}")
-    lengths = {name: len(values) for name, values in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        shown = ", ".join(f"{name}={n}" for name, n in lengths.items())
+    if len(columns.keys()) > present:  # keys: a DataFrame passed as the mapping has rows too
+        names = {s.name for s in specs}
+        problems[:0] = [f"{name}: unexpected {role} column (the spec has no such {role})"
+                        for name in columns if name not in names]
+    if len(set(map(len, arrays.values()))) > 1:
+        shown = ", ".join(f"{name}={len(values)}" for name, values in arrays.items())
         problems.append(f"columns have different lengths ({shown}); every column needs one"
                         " value per row")
     return arrays, problems
@@ -389,14 +395,22 @@ def _lossless(data: np.ndarray[Any, Any], target: np.dtype[Any],
     if target in _WIDENINGS.get(data.dtype, ()):
         return data.astype(target)
     if family == "int":
-        info = np.iinfo(target)
-        if len(data) and (data.min() < info.min or data.max() > info.max):
+        low, high = _int_range(target)
+        # The ufuncs' own reduce: what .min()/.max() run, without their Python wrappers.
+        if len(data) and (np.minimum.reduce(data) < low or np.maximum.reduce(data) > high):
             raise _Mismatch(f"values {data.min()}..{data.max()} do not fit in {target.name}")
         return data.astype(target)
     cast = data.astype(target)
     if not np.array_equal(cast.astype(data.dtype), data, equal_nan=family == "float"):
         raise _Mismatch(f"{data.dtype} values do not all convert exactly to {target.name}")
     return cast
+
+
+@cache
+def _int_range(dtype: np.dtype[Any]) -> tuple[int, int]:
+    """The smallest and largest value of an integer dtype (``np.iinfo`` is slow per request)."""
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
 
 
 def _numpy(name: str) -> np.dtype[Any]:

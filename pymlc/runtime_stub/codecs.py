@@ -74,8 +74,10 @@ def columns_from_typed(message: Any, specs: Sequence[ColumnSpec]) -> dict[str, A
             columns[spec.name] = values
     if problems:
         raise InputError(problems)
-    rows = max((len(v) for v in columns.values()), default=0)
-    return {name: v for name, v in columns.items() if len(v) or not rows}
+    lengths = list(map(len, columns.values()))
+    if 0 in lengths and max(lengths):  # empty columns beside full ones: leave the empty out
+        return {name: v for name, v in columns.items() if len(v)}
+    return columns
 
 
 def _refuse_unknown(message: Any) -> None:

@@ -142,6 +142,14 @@ def test_frame_problems_are_all_listed_with_their_columns() -> None:
     assert any(p.startswith("a: expected int32") for p in problems)
 
 
+def test_extra_columns_of_a_dataframe_passed_as_the_mapping_are_refused() -> None:
+    # One row, three columns: the check counts the frame's columns, not its rows.
+    frame = pd.DataFrame({"a": np.ones(1, np.int32), "b": [1], "c": [2]})
+    with pytest.raises(InputError) as caught:
+        conform_columns(frame, column_specs([_col("a", "int32")]))
+    assert [p.split(":")[0] for p in caught.value.problems] == ["b", "c"]
+
+
 def test_frames_of_different_lengths_are_refused() -> None:
     specs = column_specs([_col("a", "int32"), _col("b", "int32")])
     with pytest.raises(InputError, match="different lengths"):
