@@ -115,9 +115,10 @@ class Predictor:
             raise TypeError(f"{self.config.name} is a tensor model; call predict_tensors")
         model: DataFrameModel = self.model  # type: ignore[assignment]
         frame = conform_columns(columns, self.input_columns)
-        if len(frame) == 0:  # nothing to score: many models reject empty input
+        rows = len(frame)
+        if rows == 0:  # nothing to score: many models reject empty input
             return {s.name: pd.array([], dtype=s.dtype) for s in self.output_columns}
-        return check_output_arrays(model.predict(frame), self.output_columns, len(frame))
+        return check_output_arrays(model.predict(frame), self.output_columns, rows)
 
     def predict_tensors(self, tensors: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         """Score named tensors with a tensor model.

@@ -81,6 +81,21 @@ def test_raw_tensor_bytes_decode_without_a_copy() -> None:
         from_bytes(data, np.dtype("<f4"), (4, 3))
 
 
+
+@pytest.mark.parametrize(("shape", "problem"), [
+    ((-1, 3), "shape [-1, 3] has a negative dimension"),  # numpy would fill the -1 in
+    ((2, -3), "shape [2, -3] has a negative dimension"),
+    ((), "24 bytes do not hold shape [] of float32 (4 bytes)"),
+    ((7,), "24 bytes do not hold shape [7] of float32 (28 bytes)"),
+    ((6,) + (1,) * 70, "maximum supported dimension"),  # numpy's own limit, in its words
+])
+def test_raw_tensor_shapes_that_the_bytes_do_not_fill(shape: tuple[int, ...],
+                                                      problem: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        from_bytes(np.arange(6, dtype="<f4").tobytes(), np.dtype("<f4"), shape)
+    assert problem in str(caught.value)
+
+
 def test_typed_tensors_round_trip(tmp_path: Path) -> None:
     from serving_support import SPECS
 
