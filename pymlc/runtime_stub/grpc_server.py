@@ -115,7 +115,10 @@ class ModelServer:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=serving.threads,
                                                         thread_name_prefix="pymlc"),
                              options=options, maximum_concurrent_rpcs=serving.max_concurrency)
-        server.add_generic_rpc_handlers([self._typed_handler(), self._oip_handler()])
+        # Registered (not generic) methods: the core matches them by name before Python runs,
+        # which saves a generic-handler lookup on every call.
+        server.add_registered_method_handlers(self._typed_service, self._typed_methods())
+        server.add_registered_method_handlers(oip.SERVICE, self._oip_methods())
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(self.service_names(), server)
         self.addresses = self._bind(server)
@@ -167,14 +170,12 @@ class ModelServer:
 
     # --- handlers -----------------------------------------------------------------------
 
-    def _typed_handler(self) -> grpc.GenericRpcHandler:
+    def _typed_methods(self) -> dict[str, grpc.RpcMethodHandler]:
         predict = (self._predict_frame_typed if self.config.kind == "dataframe"
                    else self._predict_tensors_typed)
-        return grpc.method_handlers_generic_handler(self._typed_service, {
-            "Predict": grpc.unary_unary_rpc_method_handler(self._wrap("Predict", predict)),
-        })
+        return {"Predict": grpc.unary_unary_rpc_method_handler(self._wrap("Predict", predict))}
 
-    def _oip_handler(self) -> grpc.GenericRpcHandler:
+    def _oip_methods(self) -> dict[str, grpc.RpcMethodHandler]:
         handlers: dict[str, tuple[Callable[[Any, grpc.ServicerContext], Any], Any]] = {
             "ServerLive": (self._server_live, oip_pb.ServerLiveRequest),
             "ServerReady": (self._server_ready, oip_pb.ServerReadyRequest),
@@ -188,7 +189,7 @@ class ModelServer:
         # ModelInfer parses in the handler, so that a malformed message is INVALID_ARGUMENT.
         methods["ModelInfer"] = grpc.unary_unary_rpc_method_handler(
             self._wrap("ModelInfer", self._model_infer))
-        return grpc.method_handlers_generic_handler(oip.SERVICE, methods)
+        return methods
 
     def _wrap(self, method: str, fn: Callable[[Any, grpc.ServicerContext], Any], *,
               timed: bool = True) -> Callable[[Any, grpc.ServicerContext], Any]:
