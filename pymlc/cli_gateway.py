@@ -45,6 +45,11 @@ def register(sub: _SubParsers) -> None:
                    help="seconds in-flight calls may take after SIGTERM (default: 10)")
     p.add_argument("--build", action="store_true",
                    help="build missing serving images first (through `pymlc image`)")
+    p.add_argument("--data-path", choices=("auto", "haproxy", "python"), default="auto",
+                   help="what carries the calls: HAProxy routing on each call's first bytes"
+                   " straight to the model's container, with the Python gateway behind it"
+                   " (haproxy), the Python gateway alone (python), or haproxy when it is"
+                   " installed (auto, default)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     p.set_defaults(handler=_gateway)
 
@@ -60,7 +65,8 @@ def _gateway(args: argparse.Namespace) -> int:
     options = GatewayOptions(socket=args.socket, port=args.port, host=args.host,
                              start=args.start, idle_timeout=args.idle_timeout,
                              start_timeout=args.start_timeout, state_dir=args.state_dir,
-                             threads=args.threads, grace=args.grace, build=args.build)
+                             threads=args.threads, grace=args.grace, build=args.build,
+                             data_path=args.data_path)
     return run_gateway(args.routes, options, say=_err)
 
 

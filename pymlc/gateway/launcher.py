@@ -8,6 +8,11 @@ including any a crash left behind. A model is routed to only once its server ans
 grpc.health.v1 SERVING on the socket. A container found dead is removed and started again (on
 the next request, or at once with ``start="eager"``); one idle past ``idle_timeout`` is stopped.
 
+With a fast path (HAProxy, see :mod:`.haproxy`), a model's calls bypass this process while its
+container serves: the launcher enables the model's server there once the container answers its
+health check and disables it before the container is stopped or removed, and idle time counts
+the calls the fast path reports too.
+
 Deaths are learnt from the engine's ``die`` events, not by polling: an inspect call per model
 every second cost the request path measurable time (the Docker SDK's HTTP round trip and JSON
 parsing hold the GIL). The engine is asked directly only when a call fails with UNAVAILABLE, and
@@ -25,13 +30,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
 from ..runtime_stub.gateway import Route, RouteError, Upstream, check_health
 
-__all__ = ["DEFAULT_SOCKET", "LABEL", "Launcher", "ModelImage", "SOCKET_PATH_MAX"]
+__all__ = ["DEFAULT_SOCKET", "LABEL", "FastPath", "Launcher", "ModelImage", "SOCKET_PATH_MAX",
+           "Usage"]
 
 log = logging.getLogger("pymlc.gateway")
 
@@ -56,6 +62,31 @@ class ModelImage:
     memory_mb: int
     max_message_bytes: int
     spec: Path | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A model server's traffic through a fast path: calls in flight, seconds since the last
+    one began (None: never)."""
+
+    in_flight: int
+    idle: float | None
+
+
+class FastPath(Protocol):
+    """A data path that reaches model servers without this process (HAProxy)."""
+
+    def enable(self, route: Route) -> None:
+        """Send the model's calls straight to its server (which answers health checks)."""
+        ...
+
+    def disable(self, route: Route) -> None:
+        """Send the model's calls to the gateway again (its container is about to stop)."""
+        ...
+
+    def usage(self) -> dict[str, Usage]:
+        """Each model server's traffic on the fast path, by route key."""
+        ...
 
 
 @dataclass
@@ -86,6 +117,9 @@ class Launcher:
         idle_timeout: stop a container unused this long (None: never).
         eager: restart a dead container at once, not on the next request.
         grace: seconds a stopping container may take to finish its calls.
+
+    Attributes:
+        fast_path: set before :meth:`start` to have HAProxy (or the like) reach the models.
     """
 
     def __init__(self, client: Any, models: Iterable[ModelImage], *, instance: str,
@@ -99,6 +133,7 @@ class Launcher:
         self.idle_timeout = idle_timeout
         self.eager = eager
         self.grace = grace
+        self.fast_path: FastPath | None = None
         self._slots = {s.route.key: s for s in (self._slot(m) for m in models)}
         self._stop = threading.Event()
         self._wake = threading.Event()  # a death to act on: the watcher need not wait
@@ -121,6 +156,10 @@ class Launcher:
     @property
     def routes(self) -> list[Route]:
         return [slot.route for slot in self._slots.values()]
+
+    def sockets(self) -> dict[str, str]:
+        """Each model server's Unix socket on the host, by route key."""
+        return {key: slot.route.target.removeprefix("unix:") for key, slot in self._slots.items()}
 
     def containers(self) -> list[Any]:
         """Every container of this gateway that the engine knows, running or not."""
@@ -211,6 +250,8 @@ class Launcher:
             raise
         slot.upstream = Upstream(slot.route.target, slot.model.max_message_bytes)
         slot.last_used = time.monotonic()
+        if self.fast_path is not None:
+            self.fast_path.enable(slot.route)
         log.info("%s: container %s serving after %.1f s", slot.route.key,
                  slot.container.short_id, time.monotonic() - started)
 
@@ -290,6 +331,8 @@ class Launcher:
 
     def _discard(self, slot: _Slot, *, grace: float = 0.0) -> None:
         """Close the channel and remove the container, if any. Holds slot.lock."""
+        if slot.container is not None and self.fast_path is not None:
+            self.fast_path.disable(slot.route)  # first: no new call may reach the container
         if slot.upstream is not None:
             slot.upstream.close()
             slot.upstream = None
@@ -354,22 +397,35 @@ class Launcher:
             self._wake.clear()
             if self._stop.is_set():
                 return
+            usage = self._fast_usage()
             for slot in self._slots.values():
                 if slot.lock.acquire(blocking=False):  # a start in progress is left alone
                     try:
-                        self._check(slot)
+                        self._check(slot, usage.get(slot.route.key))
                     finally:
                         slot.lock.release()
                 elif slot.died:
                     self._wake.set()  # busy: look again on the next round
 
-    def _check(self, slot: _Slot) -> None:
+    def _fast_usage(self) -> dict[str, Usage]:
+        """The fast path's traffic, asked only when an idle timeout needs it."""
+        if self.idle_timeout is None or self.fast_path is None:
+            return {}
+        if not any(s.container is not None for s in self._slots.values()):
+            return {}
+        return self.fast_path.usage()
+
+    def _check(self, slot: _Slot, fast: Usage | None = None) -> None:
         """Act on the slot's idle time or death; no engine call unless there is something to
         do. Holds slot.lock."""
         if slot.container is None:
             return
         idle = time.monotonic() - slot.last_used
-        if self.idle_timeout is not None and slot.inflight == 0 and idle > self.idle_timeout:
+        inflight = slot.inflight
+        if fast is not None:  # calls that bypassed this process count too
+            inflight += fast.in_flight
+            idle = idle if fast.idle is None else min(idle, fast.idle)
+        if self.idle_timeout is not None and inflight == 0 and idle > self.idle_timeout:
             log.info("%s: idle for %.0f s; stopping container %s", slot.route.key, idle,
                      slot.container.short_id)
             self._discard(slot, grace=self.grace)

@@ -28,6 +28,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ from grpc_reflection.v1alpha import reflection
 __all__ = [
     "LIVENESS_SERVICE",
     "OIP_SERVICE",
+    "ROUTED_METHODS",
     "Backend",
+    "Front",
     "Gateway",
     "Route",
     "RouteError",
@@ -63,7 +66,7 @@ OIP_SERVICE = "inference.GRPCInferenceService"
 LIVENESS_SERVICE = "pymlc.gateway"
 # OIP methods whose request has `string name = 1; string version = 2;` (ModelInferRequest calls
 # them model_name and model_version): routed to the model they name.
-_ROUTED = ("ModelInfer", "ModelMetadata", "ModelReady")
+ROUTED_METHODS = ("ModelInfer", "ModelMetadata", "ModelReady")
 _MAX_DETAILS = 4000
 # Metadata a client library adds by itself; forwarding it would duplicate or confuse it.
 _HOP_BY_HOP = frozenset({"user-agent", "te", "content-type", "grpc-accept-encoding",
@@ -253,6 +256,26 @@ class Backend(Protocol):
         ...
 
 
+class Front(Protocol):
+    """A proxy that listens in the gateway's place and passes calls on to it (the host-side
+    ``pymlc gateway`` puts HAProxy there, which sends most calls straight to the models)."""
+
+    def start(self) -> list[str]:
+        """Listen and start passing calls on.
+
+        Returns:
+            The addresses listened on.
+
+        Raises:
+            OSError: it could not start (the message says why and what to change).
+        """
+        ...
+
+    def stop(self, grace: float) -> None:
+        """Stop taking calls; let in-flight calls finish within ``grace`` s, then exit."""
+        ...
+
+
 class StaticBackend:
     """Model servers that run by themselves (e.g. beside the gateway in one pod).
 
@@ -401,7 +424,7 @@ class Gateway:
             lambda _request, context, fn=fn: fn(context),
             request_deserializer=message.FromString, response_serializer=_serialize)
             for name, (fn, message) in local.items()}
-        for name in _ROUTED:
+        for name in ROUTED_METHODS:
             path = f"/{OIP_SERVICE}/{name}"
             methods[path] = grpc.unary_unary_rpc_method_handler(self._routed(path))
         return methods
@@ -547,8 +570,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve_until_signalled(gateway: Gateway, *, socket: str | None, port: int | None,
-                          host: str, grace: float) -> int:
+                          host: str, grace: float, front: Front | None = None) -> int:
     """Start ``gateway``, print a ready line on stderr, and stop it on SIGTERM or SIGINT.
+
+    Args:
+        gateway: the gateway, listening on ``socket`` and/or ``port``.
+        socket: Unix socket to listen on.
+        port: TCP port to listen on (0 = any free).
+        host: TCP interface.
+        grace: seconds in-flight calls may take after the signal.
+        front: a proxy that listens for clients in front of the gateway (then ``socket`` is
+            the gateway's internal socket); started after the gateway, stopped before it.
 
     Returns:
         0 after a clean shutdown, 1 if it could not listen.
@@ -562,12 +594,22 @@ def serve_until_signalled(gateway: Gateway, *, socket: str | None, port: int | N
         print(f"pymlc gateway: error: {exc}", file=sys.stderr)
         gateway.backend.shutdown()
         return 1
+    if front is not None:
+        try:
+            addresses = front.start()
+        except OSError as exc:
+            print(f"pymlc gateway: error: {exc}", file=sys.stderr)
+            gateway.stop(0)
+            return 1
     models = ", ".join(r.key for r in gateway.table.routes)
     print(f"pymlc: gateway serving {models} on {', '.join(addresses)}", file=sys.stderr,
           flush=True)
     stop.wait()
     print("pymlc: gateway stopping; finishing in-flight calls", file=sys.stderr, flush=True)
-    gateway.stop(grace)
+    deadline = time.monotonic() + grace
+    if front is not None:  # first: its in-flight calls may still need the gateway
+        front.stop(grace)
+    gateway.stop(max(0.0, deadline - time.monotonic()))
     print("pymlc: gateway stopped", file=sys.stderr, flush=True)
     return 0
 

@@ -6,7 +6,9 @@ share the ``inference`` proto package, which one process can hold only once.
 
 from __future__ import annotations
 
+import csv
 import json
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -69,3 +71,20 @@ def serving_images(client: Any) -> dict[str, str]:
         compiled = compile_spec(spec / "pyml.yaml")
         built[compiled.plan.name] = build_image(compiled, target="serving", client=client).tags[0]
     return built
+
+
+def haproxy_stats(admin_socket: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """HAProxy's ``show stat`` through its runtime API: (proxy, server) -> the CSV row
+    (server "BACKEND" is a backend's total, "FRONTEND" a frontend's)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(5)
+        conn.connect(str(admin_socket))
+        conn.sendall(b"show stat\n")
+        text = b"".join(iter(lambda: conn.recv(65536), b"")).decode()
+    rows = csv.DictReader(line for line in text.lstrip("# ").splitlines() if line)
+    return {(row["pxname"], row["svname"]): row for row in rows}
+
+
+def served(admin_socket: Path, proxy: str, server: str) -> int:
+    """How many calls HAProxy sent to ``server`` of ``proxy`` (a backend: "BACKEND")."""
+    return int(haproxy_stats(admin_socket)[(proxy, server)]["stot"])

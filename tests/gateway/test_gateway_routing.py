@@ -2,10 +2,15 @@
 pymlc.runtime_stub.gateway`` in front of two versions of a model, each a real server process
 on its own Unix socket. Routing by name and version (latest by default), NOT_FOUND, the
 model's own status codes passed through, the typed service, health, reflection, server
-metadata, readiness that follows the model servers, and a SIGTERM drain."""
+metadata, readiness that follows the model servers, and a SIGTERM drain.
+
+Then HAProxy in front, as `pymlc gateway` runs it (generated config, runtime API): the calls it
+can route by their first bytes go straight to the model servers, the others to the Python
+gateway; a disabled or refused server leaves its calls to the Python gateway."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,13 +22,21 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 import tritonclient.grpc.service_pb2 as oip
-from gateway_support import GATEWAY_READY, PYTHON, model_server, pymlc
+from gateway_support import (
+    GATEWAY_READY,
+    PYTHON,
+    haproxy_stats,
+    model_server,
+    pymlc,
+    served,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from servers import Process, stubs
 from tritonclient.utils import InferenceServerException
 
-from pymlc.runtime_stub.gateway import peek_model, version_key
+from pymlc.gateway.haproxy import HAProxy, HAProxyBinary, find_haproxy
+from pymlc.runtime_stub.gateway import Route, peek_model, version_key
 
 SPEC = """\
 pyml: 1
@@ -276,3 +289,184 @@ def test_versions_sort_as_semantic_versions() -> None:
     versions = ["1.10.0", "1.2.0", "1.2.0-rc.1", "1.2.0-rc.10", "1.2.0-rc.2", "0.9.9"]
     assert sorted(versions, key=version_key) == [
         "0.9.9", "1.2.0-rc.1", "1.2.0-rc.2", "1.2.0-rc.10", "1.2.0", "1.10.0"]
+
+
+# --- HAProxy in front (the data path of `pymlc gateway`), with the same model servers ---------
+
+@pytest.fixture(scope="module")
+def fronted(echo: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
+    front = Front(echo, tmp_path_factory.mktemp("hap"))
+    yield front
+    front.close()
+
+
+class Front:
+    """HAProxy (generated config, runtime API) in front of a Python gateway, both serving the
+    echo versions; ``model_sockets`` may point HAProxy elsewhere than the Python gateway."""
+
+    def __init__(self, echo: dict[str, Any], folder: Path, *,
+                 model_sockets: dict[str, str] | None = None, grace: float = 10) -> None:
+        found = find_haproxy()
+        if not isinstance(found, HAProxyBinary):
+            pytest.fail(f"these tests need HAProxy: {found} (scripts/test installs it)",
+                        pytrace=False)
+        self.routes = [Route("echo", v, s.unix, TYPED if v == "1.1.0" else "")
+                       for v, s in echo["servers"].items()]
+        internal = folder / "gateway.sock"
+        self.python = _gateway({f"echo@{r.version}": r.target for r in self.routes},
+                               "--socket", str(internal), "--service", f"{TYPED}=echo@1.1.0")
+        sockets = {r.key: r.target.removeprefix("unix:") for r in self.routes}
+        self.proxy = HAProxy(found, self.routes, {**sockets, **(model_sockets or {})},
+                             folder=folder, gateway_socket=internal,
+                             socket=str(folder / "front.sock"), port=0, host="127.0.0.1",
+                             grace=grace, source="routes.json")
+        try:
+            self.unix, self.tcp = self.proxy.start()
+        except BaseException:
+            self.close()
+            raise
+        for route in self.routes:
+            self.proxy.enable(route)
+
+    def served(self, proxy: str, server: str = "BACKEND") -> int:
+        return served(self.proxy.admin, proxy, server)
+
+    def counts(self) -> dict[str, int]:
+        return {"1.0.0": self.served("echo:1.0.0", "model"),
+                "1.1.0": self.served("echo:1.1.0", "model"),
+                "python": self.served("python") + self.served("echo:1.0.0", "python")
+                + self.served("echo:1.1.0", "python")}
+
+    def close(self) -> None:
+        self.proxy.stop(5)
+        assert self.python.stop() == 0, self.python.text()
+
+
+def _raw_infer(target: str, request: bytes) -> Any:
+    with grpc.insecure_channel(target) as channel:
+        reply = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(request,
+                                                                                  timeout=30)
+    return oip.ModelInferResponse.FromString(reply)
+
+
+def _echo_request(x: list[float], **fields: str) -> oip.ModelInferRequest:
+    request = oip.ModelInferRequest(**fields)
+    for name, datatype, values in (("x", "FP64", np.asarray(x, np.float64)),
+                                   ("delay_ms", "INT32", np.zeros(len(x), np.int32))):
+        request.inputs.add(name=name, datatype=datatype, shape=[len(x)])
+        request.raw_input_contents.append(values.tobytes())
+    return request
+
+
+def test_haproxy_sends_named_and_latest_versions_straight_to_the_models(fronted: Front,
+                                                                       echo: dict[str, Any]
+                                                                       ) -> None:
+    before = fronted.counts()
+    for target in (fronted.unix, fronted.tcp):
+        client = triton.InferenceServerClient(target)
+        latest = client.infer("echo", _inputs([1.0, 2.5]))
+        assert latest.get_response().model_version == "1.1.0"
+        np.testing.assert_array_equal(latest.as_numpy("y"), [3.0, 7.5])
+        older = client.infer("echo", _inputs([1.0, 2.5]), model_version="1.0.0")
+        np.testing.assert_array_equal(older.as_numpy("y"), [2.0, 5.0])
+        assert client.is_model_ready("echo", "1.0.0")
+        assert client.get_model_metadata("echo").versions == ["1.1.0"]
+    pb2, pb2_grpc = stubs(echo["generated"]["1.1.0"], "echo_v1")
+    request = pb2.PredictRequest(x={"values": [1.0, 4.0]}, delay_ms={"values": [0, 0]})
+    with grpc.insecure_channel(fronted.unix) as channel:
+        assert list(pb2_grpc.EchoStub(channel).Predict(request, timeout=10).y.values) == \
+            [3.0, 12.0]
+    after = fronted.counts()
+    assert (after["1.0.0"] - before["1.0.0"], after["1.1.0"] - before["1.1.0"]) == (4, 5)
+    assert after["python"] == before["python"], "no call may have taken the Python path"
+
+
+def test_what_haproxy_cannot_tell_goes_to_the_python_gateway(fronted: Front) -> None:
+    before = fronted.served("python")
+    # The request id first, then the name and version: valid protobuf, not the usual order.
+    request = _echo_request([1.0, 2.0], model_name="echo", model_version="1.0.0")
+    unusual = oip.ModelInferRequest(id="r-1").SerializeToString() + \
+        request.SerializeToString()
+    assert unusual[0] == 0x1A  # field 3 (id) comes first
+    reply = _raw_infer(fronted.unix, unusual)
+    assert (reply.model_version, reply.id) == ("1.0.0", "r-1")
+    np.testing.assert_array_equal(np.frombuffer(reply.raw_output_contents[0]), [2.0, 4.0])
+    # An explicitly empty version (0x12 0x00) is "latest" too.
+    explicit = _echo_request([1.0], model_name="echo").SerializeToString()
+    explicit = explicit[:6] + b"\x12\x00" + explicit[6:]
+    assert _raw_infer(fronted.unix, explicit).model_version == "1.1.0"
+    client = triton.InferenceServerClient(fronted.tcp)
+    compressed = client.infer("echo", _inputs([2.0]), compression_algorithm="gzip")
+    np.testing.assert_array_equal(compressed.as_numpy("y"), [6.0])
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("no-such-model", _inputs([1.0]))
+    assert caught.value.status() == "StatusCode.NOT_FOUND"
+    assert "echo/1.0.0, echo/1.1.0" in caught.value.message()
+    assert client.get_server_metadata().name == "pymlc-gateway"
+    assert _health(fronted.tcp) == health_pb2.HealthCheckResponse.SERVING
+    assert fronted.served("python") - before >= 6
+
+
+def test_large_requests_take_the_fast_path_whole(fronted: Front) -> None:
+    # 1000 rows (12 kB) fit HAProxy's 16 kB buffer; 300,000 rows (3.6 MB) do not.
+    for rows in (1000, 300_000):
+        before = fronted.served("echo:1.1.0", "model")
+        x = np.arange(rows, dtype=np.float64)
+        result = triton.InferenceServerClient(fronted.unix).infer("echo", _inputs(list(x)))
+        np.testing.assert_array_equal(result.as_numpy("y"), x * 3.0)
+        assert fronted.served("echo:1.1.0", "model") == before + 1
+
+
+def test_a_disabled_model_server_leaves_its_calls_to_the_python_gateway(fronted: Front
+                                                                       ) -> None:
+    [route] = [r for r in fronted.routes if r.version == "1.0.0"]
+    before = fronted.served("echo:1.0.0", "python")
+    fronted.proxy.disable(route)
+    try:
+        result = triton.InferenceServerClient(fronted.tcp).infer(
+            "echo", _inputs([1.0]), model_version="1.0.0")
+        np.testing.assert_array_equal(result.as_numpy("y"), [2.0])
+    finally:
+        fronted.proxy.enable(route)
+    assert fronted.served("echo:1.0.0", "python") == before + 1
+    usage = fronted.proxy.usage()
+    assert usage["echo/1.0.0"].in_flight == 0 and usage["echo/1.0.0"].idle is not None
+
+
+def test_a_refused_connection_is_retried_on_the_python_gateway(echo: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    # A dead container leaves its socket file behind, with nobody listening on it.
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(tmp_path / "dead.sock"))
+    dead.close()
+    front = Front(echo, tmp_path, model_sockets={"echo/1.0.0": str(tmp_path / "dead.sock")})
+    try:
+        started = time.monotonic()
+        result = triton.InferenceServerClient(front.tcp).infer(
+            "echo", _inputs([1.0]), model_version="1.0.0")
+        np.testing.assert_array_equal(result.as_numpy("y"), [2.0])
+        assert time.monotonic() - started < 0.9, "the retry waited out a turn-around delay"
+        assert front.served("echo:1.0.0", "python") == 1
+        stats = haproxy_stats(front.proxy.admin)[("echo:1.0.0", "model")]
+        assert stats["status"].startswith("DOWN"), stats["status"]
+    finally:
+        front.close()
+
+
+def test_a_soft_stop_lets_calls_in_flight_through_haproxy_finish(echo: dict[str, Any],
+                                                                 tmp_path: Path) -> None:
+    front = Front(echo, tmp_path, grace=10)
+    results: list[Any] = []
+
+    def slow_call() -> None:
+        client = triton.InferenceServerClient(front.tcp)
+        results.append(client.infer("echo", _inputs([2.0], delay_ms=1500)).as_numpy("y"))
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    front.close()
+    caller.join(10)
+    assert time.monotonic() - started >= 0.5, "HAProxy exited before the call finished"
+    np.testing.assert_array_equal(results[0], [6.0])

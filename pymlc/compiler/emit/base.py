@@ -20,6 +20,7 @@ __all__ = [
     "HEADER",
     "docker_quote",
     "environment",
+    "haproxy_quote",
     "header",
     "proto_comment",
     "py_str",
@@ -64,6 +65,19 @@ def docker_quote(value: object) -> str:
 
 def shell_quote(value: object) -> str:
     return shlex.quote(str(value))
+
+
+def haproxy_quote(value: object) -> str:
+    """One HAProxy configuration word, strongly quoted: nothing inside is interpreted (no
+    ``$VAR``, no ``#`` comment); a single quote inside becomes ``'\\''``, as in a shell.
+
+    Raises:
+        ValueError: the value holds a line break or NUL, which no word can.
+    """
+    text = str(value)
+    if any(c in text for c in "\r\n\0"):
+        raise ValueError(f"{text!r} cannot be written in an HAProxy configuration")
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def proto_comment(value: object, indent: str = "") -> str:
@@ -115,6 +129,7 @@ def environment() -> Environment:
     )
     env.filters.update(
         docker=docker_quote,
+        haproxy=haproxy_quote,
         shell=shell_quote,
         proto_comment=proto_comment,
         py=py_str,
