@@ -3,6 +3,10 @@ gateway, their serving containers started on the first request with no network, 
 root and the spec's limits; a killed container restarted; an idle one stopped; a missing image
 UNAVAILABLE with the reason; SIGTERM removing every container the gateway started.
 
+The data path is HAProxy (``auto`` picks it where ``haproxy`` is installed, as in CI): calls to
+a model with a running container go straight to its socket, the rest to the Python gateway;
+``--data-path python`` still serves on its own. HAProxy never outlives the gateway.
+
 Never skipped: without an engine these tests fail and say how to start one. Every container
 the tests cause is removed, on failure too (by the gateway's label).
 """
@@ -10,6 +14,7 @@ the tests cause is removed, on failure too (by the gateway's label).
 from __future__ import annotations
 
 import json
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,6 +35,7 @@ from gateway_support import (
     digit_inputs,
     fare_inputs,
     pymlc,
+    served,
     serving_images,
 )
 from servers import Process
@@ -38,8 +44,6 @@ from tritonclient.utils import InferenceServerException
 from pymlc.gateway import LABEL
 
 pytestmark = pytest.mark.docker
-
-
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +72,16 @@ class Gateway(Process):
                           "--state-dir", str(self.state), *args], GATEWAY_READY)
         self.instance = next(line.split()[2].rstrip(":") for line in self.log
                              if line.startswith("pymlc: gateway ") and "labelled" in line)
+        self.admin = self.state / self.instance / "haproxy.sock"  # HAProxy's runtime API
+
+    @property
+    def data_path(self) -> str:
+        line = next(line for line in self.log if "labelled" in line)
+        return line.split(" data path ")[1].split()[0]
+
+    def haproxy_pids(self) -> list[int]:
+        """HAProxy processes started for this gateway (their config is in its state folder)."""
+        return _processes("haproxy", str(self.state))
 
     def containers(self) -> list[Any]:
         return list(self.engine.containers.list(all=True,
@@ -105,6 +119,19 @@ def shared(engine: Any, routes: Path) -> Iterator[Gateway]:
     assert gateway.close() == 0, gateway.text()
 
 
+def _processes(name: str, argument: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or gone meanwhile
+            continue
+        if argv and Path(argv[0].decode()).name == name and \
+                any(argument in a.decode() for a in argv[1:]):
+            found.append(int(entry.name))
+    return found
+
+
 def _infer_fare(target: str) -> np.ndarray[Any, Any]:
     result = triton.InferenceServerClient(target).infer("fare-estimator", fare_inputs(FARE_ROWS))
     values: np.ndarray[Any, Any] = result.as_numpy("fare")
@@ -122,6 +149,7 @@ def test_a_container_starts_on_the_first_request_and_sigterm_removes_it(
         start_gateway: Any) -> None:
     gateway = start_gateway()
     assert gateway.containers() == [], "no container may run before the first request"
+    assert gateway.data_path == "haproxy" and len(gateway.haproxy_pids()) == 1, gateway.text()
     np.testing.assert_allclose(_infer_fare(gateway.tcp), FARE_EXPECTED, rtol=1e-9)
     [container] = gateway.containers()
     assert container.labels["pymlc.model"] == "fare-estimator"
@@ -136,9 +164,29 @@ def test_a_container_starts_on_the_first_request_and_sigterm_removes_it(
     assert gateway.stop() == 0, gateway.text()
     assert gateway.containers() == [], "SIGTERM must remove every container it started"
     assert not any(gateway.state.iterdir()), "the sockets' folders must be removed"
+    assert gateway.haproxy_pids() == [], "HAProxy outlived the gateway"
 
 
-def test_two_models_behind_one_gateway(shared: Gateway) -> None:
+def test_haproxy_dies_with_a_killed_gateway(start_gateway: Any) -> None:
+    gateway = start_gateway()
+    [pid] = gateway.haproxy_pids()
+    gateway.process.kill()  # no chance to clean up: the kernel must end HAProxy
+    _wait(lambda: gateway.haproxy_pids() == [], 10, f"HAProxy {pid} to die with the gateway")
+
+
+@pytest.fixture(params=["haproxy", "python"])
+def any_path(request: pytest.FixtureRequest, shared: Gateway, start_gateway: Any) -> Gateway:
+    """The shared gateway (HAProxy, chosen by auto) or one with ``--data-path python``."""
+    if request.param == "haproxy":
+        assert shared.data_path == "haproxy", shared.text()
+        return shared
+    gateway: Gateway = start_gateway("--data-path", "python")
+    assert gateway.data_path == "python" and gateway.haproxy_pids() == []
+    return gateway
+
+
+def test_two_models_behind_one_gateway(any_path: Gateway) -> None:
+    shared = any_path
     np.testing.assert_allclose(_infer_fare(shared.tcp), FARE_EXPECTED, rtol=1e-9)
     client = triton.InferenceServerClient(shared.tcp)
     result = client.infer("digit-net", digit_inputs(DIGIT_PIXELS))
@@ -147,6 +195,16 @@ def test_two_models_behind_one_gateway(shared: Gateway) -> None:
     assert [m for m in client.get_server_metadata().extensions] == [
         "model:digit-net/2.0.1", "model:fare-estimator/1.4.0"]
     assert len(shared.running("fare-estimator")) == len(shared.running("digit-net")) == 1
+
+
+def test_calls_to_a_running_model_bypass_the_python_gateway(shared: Gateway) -> None:
+    np.testing.assert_allclose(_infer_fare(shared.tcp), FARE_EXPECTED, rtol=1e-9)  # running
+    backend = "fare-estimator:1.4.0"
+    before = served(shared.admin, backend, "model"), served(shared.admin, backend, "python")
+    for _ in range(3):
+        np.testing.assert_allclose(_infer_fare(shared.tcp), FARE_EXPECTED, rtol=1e-9)
+    after = served(shared.admin, backend, "model"), served(shared.admin, backend, "python")
+    assert (after[0] - before[0], after[1] - before[1]) == (3, 0)
 
 
 def test_an_unknown_model_is_not_found(shared: Gateway) -> None:
@@ -182,6 +240,54 @@ def test_an_idle_container_is_stopped(start_gateway: Any) -> None:
     assert len(gateway.running("fare-estimator")) == 1
     _wait(lambda: gateway.containers() == [], 15, "the idle container to stop")
     np.testing.assert_allclose(_infer_fare(gateway.tcp), FARE_EXPECTED, rtol=1e-9)
+
+
+def test_calls_through_haproxy_keep_a_container_from_idling(start_gateway: Any) -> None:
+    gateway = start_gateway("--idle-timeout", "1")
+    np.testing.assert_allclose(_infer_fare(gateway.tcp), FARE_EXPECTED, rtol=1e-9)
+    [container] = gateway.running("fare-estimator")
+    fast = served(gateway.admin, "fare-estimator:1.4.0", "model")
+    until = time.monotonic() + 4
+    while time.monotonic() < until:  # busy for 4 s, on the fast path only
+        np.testing.assert_allclose(_infer_fare(gateway.tcp), FARE_EXPECTED, rtol=1e-9)
+        time.sleep(0.3)
+    assert served(gateway.admin, "fare-estimator:1.4.0", "model") - fast >= 10
+    assert [c.id for c in gateway.running("fare-estimator")] == [container.id]
+    _wait(lambda: gateway.containers() == [], 15, "the idle container to stop")
+
+
+def test_a_taken_port_fails_the_start_in_plain_words(routes: Path, engine: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        state = tempfile.mkdtemp(prefix="gw-")
+        done = pymlc("gateway", routes, "--port", str(port), "--state-dir", state,
+                     "--start", "eager", timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "choose another --port" in done.stderr
+    _assert_left_nothing(engine, done.stderr, state)
+
+
+def test_haproxys_own_start_failure_is_reported(routes: Path, engine: Any,
+                                                tmp_path: Path) -> None:
+    state = tempfile.mkdtemp(prefix="gw-")
+    socket_path = tmp_path / "no-such-folder" / "gw.sock"
+    done = pymlc("gateway", routes, "--socket", socket_path, "--state-dir", state,
+                 timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert f"HAProxy could not start listening on unix:{socket_path}" in done.stderr
+    assert "--data-path python" in done.stderr
+    _assert_left_nothing(engine, done.stderr, state)
+
+
+def _assert_left_nothing(engine: Any, stderr: str, state: str) -> None:
+    instance = next(line.split()[2].rstrip(":") for line in stderr.splitlines()
+                    if "labelled" in line)
+    assert engine.containers.list(all=True, filters={"label": f"{LABEL}={instance}"}) == []
+    assert _processes("haproxy", state) == []
+    assert not any(Path(state).iterdir())
 
 
 def test_eager_start_runs_every_model_before_serving(start_gateway: Any) -> None:
