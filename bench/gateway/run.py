@@ -10,6 +10,7 @@ of the rounds (shared runner: bench/h2load.py). h2load cannot read gRPC trailers
 first answers one call checked for an OK status and the right fare with a Python client.
 
 Run: .venv/bin/python bench/gateway/run.py [--duration 4] [--rounds 3] [--out bench/gateway/out]
+     [--data-path auto|haproxy|python]
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=int, default=4, help="seconds per point")
     p.add_argument("--rounds", type=int, default=3, help="A/B rounds per point (median)")
     p.add_argument("--out", type=Path, help="write results.json and table.md here")
+    p.add_argument("--data-path", choices=("auto", "haproxy", "python"), default="auto",
+                   help="the gateway's data path (default: auto, HAProxy when installed)")
     return p
 
 
@@ -74,7 +77,7 @@ def _run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     routes = _build(work)
     body = work / "request.bin"
     body.write_bytes(h2load.frame(_request()))
-    gateway = _start_gateway(routes, work)
+    gateway = _start_gateway(routes, work, args.data_path)
     try:
         targets = {"direct": _model_socket(work), "gateway": str(work / "gateway.sock")}
         for target in targets.values():
@@ -105,11 +108,12 @@ def _build(work: Path) -> Path:
     return out / "routes.json"
 
 
-def _start_gateway(routes: Path, work: Path) -> subprocess.Popen[str]:
+def _start_gateway(routes: Path, work: Path, data_path: str) -> subprocess.Popen[str]:
     log = (work / "gateway.log").open("w")
     process = subprocess.Popen([PY, "-m", "pymlc", "gateway", str(routes), "--build",
                                 "--start", "eager", "--socket", str(work / "gateway.sock"),
-                                "--state-dir", str(work / "s"), "--log-level", "warning"],
+                                "--state-dir", str(work / "s"), "--log-level", "warning",
+                                "--data-path", data_path],
                                stderr=log, stdout=log, text=True, cwd=ROOT)
     deadline = time.monotonic() + 1800
     while "gateway serving" not in (work / "gateway.log").read_text():
