@@ -124,9 +124,14 @@ class HAProxy:
             OSError: an address is taken, or HAProxy did not start (with its own words).
         """
         binds, addresses = self._listen()
-        self.config.write_text(render_config(
-            self.routes, self.sockets, binds=binds, gateway_socket=str(self.gateway_socket),
-            admin_socket=str(self.admin), grace=self.grace, source=self.source))
+        try:
+            config = render_config(self.routes, self.sockets, binds=binds,
+                                   gateway_socket=str(self.gateway_socket),
+                                   admin_socket=str(self.admin), grace=self.grace,
+                                   source=self.source)
+        except ValueError as exc:  # a path HAProxy's config cannot hold
+            raise OSError(f"cannot listen on {', '.join(addresses)} through HAProxy: {exc}")
+        self.config.write_text(config)
         with self.log.open("wb") as log_file:
             self._process = subprocess.Popen(
                 [self.binary.path, "-db", "-f", str(self.config)], stdin=subprocess.DEVNULL,
@@ -226,8 +231,8 @@ class HAProxy:
         alerts = [line for line in said if "ALERT" in line] or said
         reason = "\n  ".join(alerts[-5:]) or f"no answer within {START_TIMEOUT:.0f} s"
         raise OSError(f"HAProxy could not start listening on {', '.join(addresses)}:\n  {reason}"
-                      f"\nfree that address or choose another --socket/--port; the config is"
-                      f" {self.config}; `--data-path python` serves without HAProxy")
+                      "\nfree that address or choose another --socket/--port (or serve without"
+                      " HAProxy: --data-path python)")
 
     def _set(self, key: str, *, enabled: bool) -> None:
         """Enable or disable a model's server. Holds _lock."""

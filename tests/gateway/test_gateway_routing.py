@@ -379,6 +379,8 @@ def test_haproxy_sends_named_and_latest_versions_straight_to_the_models(fronted:
     after = fronted.counts()
     assert (after["1.0.0"] - before["1.0.0"], after["1.1.0"] - before["1.1.0"]) == (4, 5)
     assert after["python"] == before["python"], "no call may have taken the Python path"
+    usage = fronted.proxy.usage()["echo/1.1.0"]  # what the launcher's idle check reads
+    assert usage.in_flight == 0 and usage.idle is not None and usage.idle < 2
 
 
 def test_what_haproxy_cannot_tell_goes_to_the_python_gateway(fronted: Front) -> None:
@@ -396,15 +398,22 @@ def test_what_haproxy_cannot_tell_goes_to_the_python_gateway(fronted: Front) -> 
     explicit = explicit[:6] + b"\x12\x00" + explicit[6:]
     assert _raw_infer(fronted.unix, explicit).model_version == "1.1.0"
     client = triton.InferenceServerClient(fronted.tcp)
-    compressed = client.infer("echo", _inputs([2.0]), compression_algorithm="gzip")
-    np.testing.assert_array_equal(compressed.as_numpy("y"), [6.0])
+    # gzip-compressed (grpc sends a message uncompressed unless that makes it smaller)
+    compressed = client.infer("echo", _inputs([2.0] * 1000), compression_algorithm="gzip")
+    np.testing.assert_array_equal(compressed.as_numpy("y"), [6.0] * 1000)
     with pytest.raises(InferenceServerException) as caught:
         client.infer("no-such-model", _inputs([1.0]))
     assert caught.value.status() == "StatusCode.NOT_FOUND"
     assert "echo/1.0.0, echo/1.1.0" in caught.value.message()
     assert client.get_server_metadata().name == "pymlc-gateway"
     assert _health(fronted.tcp) == health_pb2.HealthCheckResponse.SERVING
-    assert fronted.served("python") - before >= 6
+    with grpc.insecure_channel(fronted.tcp) as channel:  # a streaming call passes too
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        [reply] = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+    assert "inference.GRPCInferenceService" in {
+        s.name for s in reply.list_services_response.service}
+    assert fronted.served("python") - before >= 7
 
 
 def test_large_requests_take_the_fast_path_whole(fronted: Front) -> None:
