@@ -130,7 +130,8 @@ class HAProxy:
                                    admin_socket=str(self.admin), grace=self.grace,
                                    source=self.source)
         except ValueError as exc:  # a path HAProxy's config cannot hold
-            raise OSError(f"cannot listen on {', '.join(addresses)} through HAProxy: {exc}")
+            raise OSError(f"cannot listen on {', '.join(addresses)} through HAProxy:"
+                          f" {exc}") from None
         self.config.write_text(config)
         with self.log.open("wb") as log_file:
             self._process = subprocess.Popen(
