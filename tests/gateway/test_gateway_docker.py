@@ -251,10 +251,13 @@ def test_calls_through_haproxy_keep_a_container_from_idling(start_gateway: Any) 
     np.testing.assert_allclose(_infer_fare(gateway.tcp), FARE_EXPECTED, rtol=1e-9)
     [container] = gateway.running("fare-estimator")
     fast = served(gateway.admin, "fare-estimator:1.4.0", "model")
+    client = triton.InferenceServerClient(gateway.tcp)  # one connection: streams on it count
     until = time.monotonic() + 4
     while time.monotonic() < until:  # busy for 4 s, on the fast path only
-        np.testing.assert_allclose(_infer_fare(gateway.tcp), FARE_EXPECTED, rtol=1e-9)
+        result = client.infer("fare-estimator", fare_inputs(FARE_ROWS))
+        np.testing.assert_allclose(result.as_numpy("fare"), FARE_EXPECTED, rtol=1e-9)
         time.sleep(0.3)
+    client.close()
     assert served(gateway.admin, "fare-estimator:1.4.0", "model") - fast >= 10
     assert [c.id for c in gateway.running("fare-estimator")] == [container.id]
     _wait(lambda: gateway.containers() == [], 15, "the idle container to stop")
