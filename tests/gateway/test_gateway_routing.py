@@ -315,6 +315,7 @@ class Front:
         internal = folder / "gateway.sock"
         self.python = _gateway({f"echo@{r.version}": r.target for r in self.routes},
                                "--socket", str(internal), "--service", f"{TYPED}=echo@1.1.0")
+        _wait_serving(self.python.tcp)
         sockets = {r.key: r.target.removeprefix("unix:") for r in self.routes}
         self.proxy = HAProxy(found, self.routes, {**sockets, **(model_sockets or {})},
                              folder=folder, gateway_socket=internal,
