@@ -21,9 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+import tritonclient.grpc.service_pb2 as oip
 from gateway_support import (
     DIGIT_LABELS,
     DIGIT_PIXELS,
@@ -209,6 +211,24 @@ def test_calls_to_a_running_model_bypass_the_python_gateway(shared: Gateway) -> 
     np.testing.assert_allclose(result.as_numpy("fare"), FARE_EXPECTED * 125, rtol=1e-9)
     after = served(shared.admin, backend, "model"), served(shared.admin, backend, "python")
     assert (after[0] - before[0], after[1] - before[1]) == (4, 0)
+
+
+def test_a_request_haproxy_cannot_read_reaches_its_model_through_python(shared: Gateway
+                                                                         ) -> None:
+    # The request id before the model name: valid protobuf, but not the bytes HAProxy matches.
+    message = oip.ModelInferRequest(id="first").SerializeToString() + oip.ModelInferRequest(
+        model_name="digit-net", model_version="2.0.1").SerializeToString()
+    pixels = oip.ModelInferRequest()
+    pixels.inputs.add(name="pixels", datatype="FP32", shape=list(DIGIT_PIXELS.shape))
+    pixels.raw_input_contents.append(DIGIT_PIXELS.tobytes())
+    before = served(shared.admin, "python", "BACKEND")
+    with grpc.insecure_channel(shared.tcp) as channel:
+        reply = oip.ModelInferResponse.FromString(channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer")(message + pixels.SerializeToString(),
+                                                          timeout=120))
+    assert (reply.model_name, reply.model_version, reply.id) == ("digit-net", "2.0.1", "first")
+    assert np.frombuffer(reply.raw_output_contents[0], np.int64).tolist() == DIGIT_LABELS
+    assert served(shared.admin, "python", "BACKEND") == before + 1
 
 
 def test_an_unknown_model_is_not_found(shared: Gateway) -> None:
