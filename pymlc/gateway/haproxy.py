@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..compiler.errors import PymlcError
 from ..runtime_stub.gateway import Route
-from .haproxy_config import backend_name, bind_address, render_config
+from .haproxy_config import MODEL_SERVER, backend_name, bind_address, render_config
 from .launcher import Usage
 
 __all__ = ["MIN_VERSION", "HAProxy", "HAProxyBinary", "HAProxyError", "find_haproxy"]
@@ -42,7 +42,6 @@ MIN_VERSION = (2, 4)  # http-request wait-for-body
 START_TIMEOUT = 10.0
 _EXTRA_PATH = ("/usr/local/sbin", "/usr/sbin")  # Debian's haproxy is in sbin, off users' PATH
 _VERSION = re.compile(r"HAProxy version (\d+)\.(\d+)\S*")
-_SERVER = "model"  # the model's server in each model backend (see haproxy.cfg.jinja)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -237,7 +236,7 @@ class HAProxy:
 
     def _set(self, key: str, *, enabled: bool) -> None:
         """Enable or disable a model's server. Holds _lock."""
-        server = f"{backend_name(self._route(key))}/{_SERVER}"
+        server = f"{backend_name(self._route(key))}/{MODEL_SERVER}"
         # Forced up first: a connection refused earlier may have marked it down.
         text = (f"set server {server} health up; set server {server} state ready" if enabled
                 else f"set server {server} state maint")
@@ -269,7 +268,7 @@ def _usage(stat_csv: str, keys: dict[str, str]) -> dict[str, Usage]:
     lines = stat_csv.lstrip("# ").splitlines()
     found = {}
     for row in csv.DictReader(line for line in lines if line):
-        if row.get("svname") == _SERVER and row.get("pxname") in keys:
+        if row.get("svname") == MODEL_SERVER and row.get("pxname") in keys:
             last = int(row.get("lastsess") or -1)
             found[keys[row["pxname"]]] = Usage(int(row.get("scur") or 0),
                                                float(last) if last >= 0 else None)

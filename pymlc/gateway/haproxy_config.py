@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from ..compiler.emit.base import HEADER, render
 from ..runtime_stub.gateway import OIP_SERVICE, ROUTED_METHODS, Route, RouteTable
 
-__all__ = ["GRPC_PREFIX", "Backend", "Rule", "backend_name", "bind_address", "field",
-           "render_config", "varint"]
+__all__ = ["GRPC_PREFIX", "MODEL_SERVER", "PYTHON", "Backend", "Rule", "backend_name",
+           "bind_address", "field", "render_config", "varint"]
 
 GRPC_PREFIX = 5  # compressed flag (1 byte) + message length (4 bytes)
+MODEL_SERVER = "model"  # the model's server in its backend (the launcher enables it)
+PYTHON = "python"  # the Python gateway: the default backend, and each model's backup server
 NAME_FIELD, VERSION_FIELD = 1, 2
 # How long HAProxy waits for a routed call's first bytes (they come with the headers in
 # practice); the rest of the body is never waited for.
@@ -108,7 +110,8 @@ def render_config(routes: Iterable[Route], sockets: dict[str, str], *, binds: Se
                   routed=" ".join(f"/{OIP_SERVICE}/{m}" for m in ROUTED_METHODS),
                   acls=acls, rules=rules, backends=backends, gateway_socket=gateway_socket,
                   admin_socket=admin_socket, hard_stop_ms=max(1, round(grace * 1000)),
-                  body_wait=BODY_WAIT, body_bytes=_body_bytes(table), timeouts=TIMEOUTS)
+                  body_wait=BODY_WAIT, body_bytes=_body_bytes(table), timeouts=TIMEOUTS,
+                  model_server=MODEL_SERVER, python=PYTHON)
 
 
 def _matching(table: RouteTable,
