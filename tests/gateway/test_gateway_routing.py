@@ -13,9 +13,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -81,6 +81,8 @@ class Echo(DataFrameModel):
 VERSIONS = {"1.0.0": 2.0, "1.1.0": 3.0}
 TYPED = "pyml.echo.v1.Echo"
 
+T = TypeVar("T")
+
 
 def _spec(root: Path, version: str, factor: float) -> tuple[Path, Path]:
     folder = root / version
@@ -132,6 +134,28 @@ def _inputs(x: list[float], delay_ms: int = 0, x_type: str = "FP64") -> list[tri
     tensors[0].set_data_from_numpy(values)
     tensors[1].set_data_from_numpy(np.full(len(x), delay_ms, np.int32))
     return tensors
+
+
+def _stop_during_a_slow_call(target: str, stop: Callable[[], T]) -> tuple[T, float, list[Any]]:
+    """Start a 1.5 s echo call on ``target``, call ``stop`` 0.5 s into it, wait for the call.
+
+    Returns:
+        What ``stop`` returned, the seconds from calling it to the call's end (or 10 s), and
+        the call's outputs (empty if it failed).
+    """
+    results: list[Any] = []
+
+    def slow_call() -> None:
+        client = triton.InferenceServerClient(target)
+        results.append(client.infer("echo", _inputs([2.0], delay_ms=1500)).as_numpy("y"))
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    stopped = stop()
+    caller.join(10)
+    return stopped, time.monotonic() - started, results
 
 
 def _health(target: str, service: str = "") -> int:
@@ -247,20 +271,9 @@ def test_readiness_follows_the_model_servers(echo: dict[str, Any]) -> None:
 
 def test_sigterm_lets_in_flight_calls_finish(echo: dict[str, Any]) -> None:
     running = _gateway({"echo@1.1.0": echo["servers"]["1.1.0"].unix}, "--grace", "10")
-    results: list[Any] = []
-
-    def slow_call() -> None:
-        client = triton.InferenceServerClient(running.tcp)
-        results.append(client.infer("echo", _inputs([2.0], delay_ms=1500)).as_numpy("y"))
-
-    caller = threading.Thread(target=slow_call)
-    caller.start()
-    time.sleep(0.5)
-    started = time.monotonic()
-    code = running.stop()
-    caller.join(10)
+    code, took, results = _stop_during_a_slow_call(running.tcp, running.stop)
     assert code == 0, running.text()
-    assert time.monotonic() - started >= 0.5, "the gateway exited before the call finished"
+    assert took >= 0.5, "the gateway exited before the call finished"
     np.testing.assert_array_equal(results[0], [6.0])
     assert "finishing in-flight calls" in running.text()
 
@@ -466,17 +479,6 @@ def test_a_refused_connection_is_retried_on_the_python_gateway(echo: dict[str, A
 def test_a_soft_stop_lets_calls_in_flight_through_haproxy_finish(echo: dict[str, Any],
                                                                  tmp_path: Path) -> None:
     front = Front(echo, tmp_path, grace=10)
-    results: list[Any] = []
-
-    def slow_call() -> None:
-        client = triton.InferenceServerClient(front.tcp)
-        results.append(client.infer("echo", _inputs([2.0], delay_ms=1500)).as_numpy("y"))
-
-    caller = threading.Thread(target=slow_call)
-    caller.start()
-    time.sleep(0.5)
-    started = time.monotonic()
-    front.close()
-    caller.join(10)
-    assert time.monotonic() - started >= 0.5, "HAProxy exited before the call finished"
+    _, took, results = _stop_during_a_slow_call(front.tcp, front.close)
+    assert took >= 0.5, "HAProxy exited before the call finished"
     np.testing.assert_array_equal(results[0], [6.0])
