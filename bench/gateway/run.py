@@ -9,7 +9,8 @@ flight; every point alternates direct then gateway, `--rounds` times, and report
 of the rounds (shared runner: bench/h2load.py). h2load cannot read gRPC trailers, so each target
 first answers one call checked for an OK status and the right fare with a Python client.
 
-Run: .venv/bin/python bench/gateway/run.py [--duration 4] [--rounds 3] [--out bench/gateway/out]
+Run: .venv/bin/python bench/gateway/run.py [--duration 4] [--rounds 3] [--concurrency 1 8 32]
+     [--out bench/gateway/out]
      [--data-path auto|haproxy|python]
 """
 
@@ -67,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=int, default=4, help="seconds per point")
     p.add_argument("--rounds", type=int, default=3, help="A/B rounds per point (median)")
+    p.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY),
+                   help="calls in flight, one point each (default: 1 8 32)")
     p.add_argument("--out", type=Path, help="write results.json and table.md here")
     p.add_argument("--data-path", choices=("auto", "haproxy", "python"), default="auto",
                    help="the gateway's data path (default: auto, HAProxy when installed)")
@@ -83,12 +86,19 @@ def _run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         for target in targets.values():
             _check_ok(f"unix:{target}")
         rows = []
-        for concurrency in CONCURRENCY:
+        for concurrency in args.concurrency:
             points: dict[str, list[Point]] = {"direct": [], "gateway": []}
-            for _ in range(args.rounds):
-                for name, socket in targets.items():  # alternate: both see the same machine
-                    points[name].append(h2load.run(f"unix:{socket}", METHOD, body, concurrency,
-                                                   args.duration, work))
+            for round_ in range(args.rounds):
+                # Alternate who goes first: the second run of a pair meets a warmer (or more
+                # throttled) machine.
+                order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
+                for name in order:
+                    point = h2load.run(f"unix:{targets[name]}", METHOD, body, concurrency,
+                                       args.duration, work)
+                    points[name].append(point)
+                    print(f"  c={concurrency} round {round_ + 1} {name}: {point.req_s:.0f} req/s"
+                          f" p50 {point.p50_ms:.2f} p99 {point.p99_ms:.2f} ms",
+                          file=sys.stderr, flush=True)
             rows.append(_row(concurrency, points))
             print(_line(rows[-1]), file=sys.stderr, flush=True)
         return rows
