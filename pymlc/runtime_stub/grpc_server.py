@@ -41,6 +41,7 @@ from . import oip
 from .checks import ContractError, InputError, OutputError
 from .codecs import columns_from_typed, tensors_from_typed, typed_from_columns, typed_from_tensors
 from .config import ModelConfig
+from .fused import typed_tensor_predict
 from .metrics import Metrics, serve_metrics
 from .oip import pb as oip_pb
 from .predict import Predictor
@@ -171,8 +172,15 @@ class ModelServer:
     # --- handlers -----------------------------------------------------------------------
 
     def _typed_methods(self) -> dict[str, grpc.RpcMethodHandler]:
-        predict = (self._predict_frame_typed if self.config.kind == "dataframe"
-                   else self._predict_tensors_typed)
+        predict: Callable[[bytes, grpc.ServicerContext], bytes] | None
+        if self.config.kind == "dataframe":
+            predict = self._predict_frame_typed
+        else:
+            predictor = self._predictor
+            predict = typed_tensor_predict(
+                self._stubs.PredictRequest, self._stubs.PredictResponse, predictor.input_tensors,
+                predictor.output_tensors, predictor.model.predict, self._predict_tensors_typed)
+            predict = predict or self._predict_tensors_typed
         return {"Predict": grpc.unary_unary_rpc_method_handler(self._wrap("Predict", predict))}
 
     def _oip_methods(self) -> dict[str, grpc.RpcMethodHandler]:
