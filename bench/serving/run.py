@@ -3,7 +3,10 @@
 Both servers run at once (the idle one costs nothing) and every point alternates pymlc then raw,
 so both see the same machine state. h2load (C, ~30 us per request) is the load generator in its
 own process; it cannot read gRPC trailers, so each payload is first checked once for an OK
-status with a Python client. Latency percentiles come from h2load's per-request log.
+status with a Python client. Latency percentiles come from h2load's per-request log. With
+``--rounds`` > 1 the table shows each side's medians, their ratio, and the median of the
+per-round ratios ("paired": each round runs both servers back to back, so it cancels the
+machine's drift between rounds); every round is printed on stderr.
 
 Needs h2load: apt-get install -y nghttp2-client.
 Run: .venv/bin/python bench/serving/run.py [--duration 4] [--out bench/serving/out]
@@ -17,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,10 +169,14 @@ def _bench_spec(spec: str, generated: Path, payloads: list[Payload], work: Path,
                         for name in order:
                             base = f"unix:{sockets[name]}" if transport == "uds" else \
                                 f"http://127.0.0.1:{servers[name].port}"
-                            runs[name].append(h2load.run(base, f"/{payload.service}/Predict",
-                                                         body, concurrency, duration, work))
-                    results = {name: h2load.median(points) for name, points in runs.items()}
-                    rows.append(_row(payload, transport, concurrency, results))
+                            point = h2load.run(base, f"/{payload.service}/Predict", body,
+                                               concurrency, duration, work)
+                            runs[name].append(point)
+                            print(f"  {payload.name} {transport} {concurrency} round"
+                                  f" {round_ + 1} {name}: {point.req_s:.0f} req/s p50"
+                                  f" {point.p50_ms:.2f} p99 {point.p99_ms:.2f} ms",
+                                  file=sys.stderr, flush=True)
+                    rows.append(_row(payload, transport, concurrency, runs))
                     print(_line(rows[-1]), file=sys.stderr, flush=True)
     finally:
         for server in servers.values():
@@ -183,13 +191,18 @@ def _check_ok(payload: Payload, target: str) -> None:
 
 
 def _row(payload: Payload, transport: str, concurrency: int,
-         results: dict[str, Point]) -> dict[str, Any]:
-    pymlc, raw = results["pymlc"], results["raw"]
+         runs: dict[str, list[Point]]) -> dict[str, Any]:
+    pymlc, raw = h2load.median(runs["pymlc"]), h2load.median(runs["raw"])
+    # Each round ran both servers back to back: the ratio within a round cancels the machine's
+    # drift between rounds, which the ratio of the two medians does not.
+    paired = statistics.median(p.req_s / r.req_s for p, r in zip(runs["pymlc"], runs["raw"],
+                                                                  strict=True) if r.req_s)
     return {"payload": payload.name, "transport": transport, "concurrency": concurrency,
             "pymlc_req_s": round(pymlc.req_s), "pymlc_p50_ms": round(pymlc.p50_ms, 2),
             "pymlc_p99_ms": round(pymlc.p99_ms, 2), "raw_req_s": round(raw.req_s),
             "raw_p50_ms": round(raw.p50_ms, 2), "raw_p99_ms": round(raw.p99_ms, 2),
             "throughput_ratio": round(pymlc.req_s / raw.req_s, 3) if raw.req_s else None,
+            "paired_throughput_ratio": round(paired, 3),
             "p99_ratio": round(pymlc.p99_ms / raw.p99_ms, 2) if raw.p99_ms else None,
             "failed": pymlc.failed + raw.failed}
 
@@ -198,13 +211,15 @@ def _line(row: dict[str, Any]) -> str:
     return (f"| {row['payload']} | {row['transport']} | {row['concurrency']} |"
             f" {row['pymlc_req_s']} | {row['pymlc_p50_ms']} | {row['pymlc_p99_ms']} |"
             f" {row['raw_req_s']} | {row['raw_p50_ms']} | {row['raw_p99_ms']} |"
-            f" {row['throughput_ratio']} | {row['p99_ratio']} |")
+            f" {row['throughput_ratio']} | {row['paired_throughput_ratio']} |"
+            f" {row['p99_ratio']} |")
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = ("| payload | transport | in flight | pymlc req/s | pymlc p50 ms | pymlc p99 ms |"
-            " raw req/s | raw p50 ms | raw p99 ms | req/s ratio | p99 ratio |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            " raw req/s | raw p50 ms | raw p99 ms | req/s ratio | paired req/s ratio |"
+            " p99 ratio |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     return "\n".join([head, *(_line(r) for r in rows)])
 
 
