@@ -5,8 +5,10 @@ straight to the model container's Unix socket, in the same run.
 limits) and listens on a Unix socket; the model's own socket is the bind-mounted one in the
 gateway's state folder. h2load (C, ~30 us per request; `apt-get install -y nghttp2-client`)
 drives both over Unix sockets from its own process, one connection with 1/8/32 streams in
-flight; every point alternates direct then gateway, `--rounds` times, and reports the medians
-of the rounds (shared runner: bench/h2load.py). h2load cannot read gRPC trailers, so each target
+flight; every point runs direct and gateway back to back (who goes first alternating),
+`--rounds` times, and reports the medians of the rounds and the medians of the per-round
+differences ("paired", which cancel the machine's drift between rounds); a point meets the goal
+only if both do (shared runner: bench/h2load.py). h2load cannot read gRPC trailers, so each target
 first answers one call checked for an OK status and the right fare with a Python client.
 
 Run: .venv/bin/python bench/gateway/run.py [--duration 4] [--rounds 3] [--concurrency 1 8 32]
@@ -20,6 +22,7 @@ import argparse
 import json
 import shutil
 import signal
+import statistics
 import struct
 import subprocess
 import sys
@@ -166,14 +169,22 @@ def _row(concurrency: int, points: dict[str, list[Point]]) -> dict[str, Any]:
     direct, gateway = h2load.median(points["direct"]), h2load.median(points["gateway"])
     cost = 1 - gateway.req_s / direct.req_s if direct.req_s else float("nan")
     added = gateway.p50_ms - direct.p50_ms
+    # Each round ran both targets back to back: differences within a round cancel the
+    # machine's drift between rounds, which the difference of the two medians does not.
+    pairs = list(zip(points["direct"], points["gateway"], strict=True))
+    paired_cost = statistics.median(1 - g.req_s / d.req_s for d, g in pairs if d.req_s)
+    paired_added = statistics.median(g.p50_ms - d.p50_ms for d, g in pairs)
     return {"concurrency": concurrency,
             "direct_req_s": round(direct.req_s), "direct_p50_ms": round(direct.p50_ms, 2),
             "direct_p99_ms": round(direct.p99_ms, 2),
             "gateway_req_s": round(gateway.req_s), "gateway_p50_ms": round(gateway.p50_ms, 2),
             "gateway_p99_ms": round(gateway.p99_ms, 2),
             "throughput_cost": round(cost, 3), "added_p50_ms": round(added, 2),
+            "paired_throughput_cost": round(paired_cost, 3),
+            "paired_added_p50_ms": round(paired_added, 2),
             "failed": direct.failed + gateway.failed,
-            "met": cost <= GOAL_THROUGHPUT_COST and added <= GOAL_P50_MS}
+            "met": max(cost, paired_cost) <= GOAL_THROUGHPUT_COST
+            and max(added, paired_added) <= GOAL_P50_MS}
 
 
 def _line(row: dict[str, Any]) -> str:
@@ -184,14 +195,16 @@ def _line(row: dict[str, Any]) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = ["| in flight | direct req/s | direct p50 / p99 ms | gateway req/s |"
-             " gateway p50 / p99 ms | throughput cost | added p50 | goal met |",
-             "|---:|---:|---:|---:|---:|---:|---:|---|"]
+             " gateway p50 / p99 ms | throughput cost | added p50 | paired cost |"
+             " paired added p50 | goal met |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['concurrency']} | {r['direct_req_s']} |"
                      f" {r['direct_p50_ms']} / {r['direct_p99_ms']} | {r['gateway_req_s']} |"
                      f" {r['gateway_p50_ms']} / {r['gateway_p99_ms']} |"
                      f" {r['throughput_cost'] * 100:.0f}% | {r['added_p50_ms']:+.2f} ms |"
-                     f" {'yes' if r['met'] else 'no'} |")
+                     f" {r['paired_throughput_cost'] * 100:.0f}% |"
+                     f" {r['paired_added_p50_ms']:+.2f} ms | {'yes' if r['met'] else 'no'} |")
     return "\n".join(lines)
 
 
