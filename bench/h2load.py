@@ -20,12 +20,14 @@ __all__ = ["Point", "available", "frame", "median", "run"]
 
 @dataclass
 class Point:
-    """One measurement: requests per second, latency percentiles, failed requests."""
+    """One measurement: requests per second, latency percentiles, failed requests, mean
+    latency (which, by Little's law, only the throughput moves when calls queue)."""
 
     req_s: float
     p50_ms: float
     p99_ms: float
     failed: int
+    mean_ms: float = float("nan")
 
 
 def available() -> bool:
@@ -67,14 +69,16 @@ def run(target: str, path: str, body: Path, concurrency: int, duration: float,
     latencies = sorted(int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines()
                        if line.count("\t") >= 2)
     return Point(len(latencies) / duration, _percentile(latencies, 50),
-                 _percentile(latencies, 99), int(found.group(1)) if found else -1)
+                 _percentile(latencies, 99), int(found.group(1)) if found else -1,
+                 statistics.fmean(latencies) if latencies else float("nan"))
 
 
 def median(points: list[Point]) -> Point:
     """The median of several rounds of one point, figure by figure; failures add up."""
     return Point(statistics.median(p.req_s for p in points),
                  statistics.median(p.p50_ms for p in points),
-                 statistics.median(p.p99_ms for p in points), sum(p.failed for p in points))
+                 statistics.median(p.p99_ms for p in points), sum(p.failed for p in points),
+                 statistics.median(p.mean_ms for p in points))
 
 
 def _percentile(values: list[float], q: int) -> float:
