@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..compiler.errors import PymlcError
+from ..runtime_stub.config import tcp_address
 from ..runtime_stub.gateway import Route
 from .haproxy_config import MODEL_SERVER, backend_name, bind_address, render_config
 from .launcher import Usage
@@ -214,7 +215,7 @@ class HAProxy:
         if self.port is not None:
             port = _check_port(self.host, self.port)
             binds.append(bind_address(host=self.host, port=port))
-            shown.append(f"{f'[{self.host}]' if ':' in self.host else self.host}:{port}")
+            shown.append(tcp_address(self.host, port))
         return binds, shown
 
     def _wait_serving(self, addresses: list[str]) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "ModelConfig",
     "ServingConfig",
     "model_root_from_env",
+    "tcp_address",
 ]
 
 CONFIG_ENV = "PYML_MODEL_CONFIG"
@@ -155,3 +156,8 @@ def model_root_from_env() -> Path:
     if not value:
         raise ConfigError(f"{ROOT_ENV} is not set; set it to the folder of pyml.yaml")
     return Path(value)
+
+
+def tcp_address(host: str, port: int | str) -> str:
+    """``HOST:PORT`` as gRPC targets and people write it: an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

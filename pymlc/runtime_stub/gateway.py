@@ -39,6 +39,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .config import tcp_address
+
 __all__ = [
     "LIVENESS_SERVICE",
     "OIP_SERVICE",
@@ -502,11 +504,10 @@ def _bind(server: grpc.Server, socket: str | None, port: int | None, host: str) 
             raise OSError(f"cannot listen on unix:{socket}")
         addresses.append(f"unix:{socket}")
     if port is not None:
-        shown = f"[{host}]" if ":" in host else host
-        bound = server.add_insecure_port(f"{shown}:{port}")
+        bound = server.add_insecure_port(tcp_address(host, port))
         if not bound:
-            raise OSError(f"cannot listen on {shown}:{port}")
-        addresses.append(f"{shown}:{bound}")
+            raise OSError(f"cannot listen on {tcp_address(host, port)}")
+        addresses.append(tcp_address(host, bound))
     return addresses
 
 

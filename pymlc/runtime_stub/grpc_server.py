@@ -40,7 +40,7 @@ from grpc_reflection.v1alpha import reflection
 from . import oip
 from .checks import ContractError, InputError, OutputError
 from .codecs import columns_from_typed, tensors_from_typed, typed_from_columns, typed_from_tensors
-from .config import ModelConfig
+from .config import ModelConfig, tcp_address
 from .fused import typed_tensor_predict
 from .metrics import Metrics, serve_metrics
 from .oip import pb as oip_pb
@@ -162,11 +162,10 @@ class ModelServer:
             addresses.append(f"unix:{path}")
         if self.listen.port is not None:
             host = self.listen.host
-            shown = f"[{host}]" if ":" in host else host
-            port = server.add_insecure_port(f"{shown}:{self.listen.port}")
+            port = server.add_insecure_port(tcp_address(host, self.listen.port))
             if not port:
-                raise OSError(f"cannot listen on {shown}:{self.listen.port}")
-            addresses.append(f"{shown}:{port}")
+                raise OSError(f"cannot listen on {tcp_address(host, self.listen.port)}")
+            addresses.append(tcp_address(host, port))
         return addresses
 
     # --- handlers -----------------------------------------------------------------------
