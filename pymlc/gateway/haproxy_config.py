@@ -41,8 +41,8 @@ _NOT_A_NAME_CHAR = re.compile(r"[^A-Za-z0-9_.:-]")
 
 @dataclass(frozen=True)
 class Backend:
-    """One model version's HAProxy backend: its server's address and the ACL words that send
-    calls to it."""
+    """One model version's HAProxy backend: its name, its route and its model server's Unix
+    socket."""
 
     name: str
     route: Route
