@@ -35,7 +35,8 @@ from ..runtime_stub.gateway import Route
 from .haproxy_config import MODEL_SERVER, backend_name, bind_address, render_config
 from .launcher import Usage
 
-__all__ = ["MIN_VERSION", "HAProxy", "HAProxyBinary", "HAProxyError", "find_haproxy"]
+__all__ = ["MIN_VERSION", "HAProxy", "HAProxyBinary", "HAProxyError", "find_haproxy",
+           "runtime_command", "stat_rows"]
 
 log = logging.getLogger("pymlc.gateway")
 
@@ -254,21 +255,35 @@ class HAProxy:
         return next(r for r in self.routes if r.key == key)
 
     def _command(self, text: str) -> str:
-        with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as conn:
-            conn.settimeout(5.0)
-            conn.connect(str(self.admin))
-            conn.sendall(text.encode() + b"\n")
-            chunks = []
-            while chunk := conn.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode(errors="replace")
+        return runtime_command(self.admin, text)
+
+
+def runtime_command(admin: Path, text: str) -> str:
+    """One command to the HAProxy runtime API listening on ``admin``; its whole answer.
+
+    Raises:
+        OSError: nothing answers there.
+    """
+    with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as conn:
+        conn.settimeout(5.0)
+        conn.connect(str(admin))
+        conn.sendall(text.encode() + b"\n")
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def stat_rows(stat_csv: str) -> list[dict[str, str]]:
+    """The rows of a ``show stat`` answer (CSV under a ``# `` header), one per proxy/server."""
+    lines = stat_csv.lstrip("# ").splitlines()
+    return list(csv.DictReader(line for line in lines if line))
 
 
 def _usage(stat_csv: str, keys: dict[str, str]) -> dict[str, Usage]:
     """``show stat`` CSV (servers only) -> usage of each model server, by route key."""
-    lines = stat_csv.lstrip("# ").splitlines()
     found = {}
-    for row in csv.DictReader(line for line in lines if line):
+    for row in stat_rows(stat_csv):
         if row.get("svname") == MODEL_SERVER and row.get("pxname") in keys:
             last = int(row.get("lastsess") or -1)
             found[keys[row["pxname"]]] = Usage(int(row.get("scur") or 0),

@@ -6,9 +6,7 @@ share the ``inference`` proto package, which one process can hold only once.
 
 from __future__ import annotations
 
-import csv
 import json
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,8 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc as triton
 from servers import PYTHON, ROOT, SPECS, Server
+
+from pymlc.gateway.haproxy import runtime_command, stat_rows
 
 FARE = SPECS / "fare-estimator"
 DIGITS = SPECS / "digit-net"
@@ -76,12 +76,7 @@ def serving_images(client: Any) -> dict[str, str]:
 def haproxy_stats(admin_socket: Path) -> dict[tuple[str, str], dict[str, str]]:
     """HAProxy's ``show stat`` through its runtime API: (proxy, server) -> the CSV row
     (server "BACKEND" is a backend's total, "FRONTEND" a frontend's)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(5)
-        conn.connect(str(admin_socket))
-        conn.sendall(b"show stat\n")
-        text = b"".join(iter(lambda: conn.recv(65536), b"")).decode()
-    rows = csv.DictReader(line for line in text.lstrip("# ").splitlines() if line)
+    rows = stat_rows(runtime_command(admin_socket, "show stat"))
     return {(row["pxname"], row["svname"]): row for row in rows}
 
 
