@@ -12,10 +12,11 @@ import shutil
 import statistics
 import struct
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Point", "available", "frame", "median", "run"]
+__all__ = ["Point", "available", "frame", "median", "paired", "run"]
 
 
 @dataclass
@@ -28,6 +29,10 @@ class Point:
     p99_ms: float
     failed: int
     mean_ms: float = float("nan")
+
+    def __str__(self) -> str:
+        return (f"{self.req_s:.0f} req/s p50 {self.p50_ms:.2f} p99 {self.p99_ms:.2f}"
+                f" mean {self.mean_ms:.2f} ms")
 
 
 def available() -> bool:
@@ -79,6 +84,15 @@ def median(points: list[Point]) -> Point:
                  statistics.median(p.p50_ms for p in points),
                  statistics.median(p.p99_ms for p in points), sum(p.failed for p in points),
                  statistics.median(p.mean_ms for p in points))
+
+
+def paired(first: list[Point], second: list[Point], compare: Callable[[Point, Point], float],
+           *, keep: Callable[[Point, Point], bool] = lambda a, b: True) -> float:
+    """The median of ``compare(a, b)`` over the rounds (``keep`` chooses them) that ran both
+    targets back to back: within a round the machine's drift between rounds cancels, which it
+    does not between two medians."""
+    return statistics.median(compare(a, b) for a, b in zip(first, second, strict=True)
+                             if keep(a, b))
 
 
 def _percentile(values: list[float], q: int) -> float:

@@ -22,7 +22,6 @@ import argparse
 import json
 import shutil
 import signal
-import statistics
 import struct
 import subprocess
 import sys
@@ -99,9 +98,7 @@ def _run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                     point = h2load.run(f"unix:{targets[name]}", METHOD, body, concurrency,
                                        args.duration, work)
                     points[name].append(point)
-                    print(f"  c={concurrency} round {round_ + 1} {name}: {point.req_s:.0f} req/s"
-                          f" p50 {point.p50_ms:.2f} p99 {point.p99_ms:.2f}"
-                          f" mean {point.mean_ms:.2f} ms",
+                    print(f"  c={concurrency} round {round_ + 1} {name}: {point}",
                           file=sys.stderr, flush=True)
             rows.append(_row(concurrency, points))
             print(_line(rows[-1]), file=sys.stderr, flush=True)
@@ -170,13 +167,12 @@ def _row(concurrency: int, points: dict[str, list[Point]]) -> dict[str, Any]:
     direct, gateway = h2load.median(points["direct"]), h2load.median(points["gateway"])
     cost = 1 - gateway.req_s / direct.req_s if direct.req_s else float("nan")
     added = gateway.p50_ms - direct.p50_ms
-    # Each round ran both targets back to back: differences within a round cancel the
-    # machine's drift between rounds, which the difference of the two medians does not.
-    pairs = list(zip(points["direct"], points["gateway"], strict=True))
-    paired_cost = statistics.median(1 - g.req_s / d.req_s for d, g in pairs if d.req_s)
-    paired_added = statistics.median(g.p50_ms - d.p50_ms for d, g in pairs)
+    pair = points["direct"], points["gateway"]
+    paired_cost = h2load.paired(*pair, lambda d, g: 1 - g.req_s / d.req_s,
+                                keep=lambda d, g: bool(d.req_s))
+    paired_added = h2load.paired(*pair, lambda d, g: g.p50_ms - d.p50_ms)
     # Not a goal: shows whether a p50 difference under queueing is time or the queue's shape.
-    paired_mean = statistics.median(g.mean_ms - d.mean_ms for d, g in pairs)
+    paired_mean = h2load.paired(*pair, lambda d, g: g.mean_ms - d.mean_ms)
     return {"concurrency": concurrency,
             "direct_req_s": round(direct.req_s), "direct_p50_ms": round(direct.p50_ms, 2),
             "direct_p99_ms": round(direct.p99_ms, 2),

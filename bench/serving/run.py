@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -173,9 +172,7 @@ def _bench_spec(spec: str, generated: Path, payloads: list[Payload], work: Path,
                                                concurrency, duration, work)
                             runs[name].append(point)
                             print(f"  {payload.name} {transport} {concurrency} round"
-                                  f" {round_ + 1} {name}: {point.req_s:.0f} req/s p50"
-                                  f" {point.p50_ms:.2f} p99 {point.p99_ms:.2f} ms",
-                                  file=sys.stderr, flush=True)
+                                  f" {round_ + 1} {name}: {point}", file=sys.stderr, flush=True)
                     rows.append(_row(payload, transport, concurrency, runs))
                     print(_line(rows[-1]), file=sys.stderr, flush=True)
     finally:
@@ -193,10 +190,8 @@ def _check_ok(payload: Payload, target: str) -> None:
 def _row(payload: Payload, transport: str, concurrency: int,
          runs: dict[str, list[Point]]) -> dict[str, Any]:
     pymlc, raw = h2load.median(runs["pymlc"]), h2load.median(runs["raw"])
-    # Each round ran both servers back to back: the ratio within a round cancels the machine's
-    # drift between rounds, which the ratio of the two medians does not.
-    paired = statistics.median(p.req_s / r.req_s for p, r in zip(runs["pymlc"], runs["raw"],
-                                                                  strict=True) if r.req_s)
+    paired = h2load.paired(runs["pymlc"], runs["raw"], lambda p, r: p.req_s / r.req_s,
+                           keep=lambda p, r: bool(r.req_s))
     return {"payload": payload.name, "transport": transport, "concurrency": concurrency,
             "pymlc_req_s": round(pymlc.req_s), "pymlc_p50_ms": round(pymlc.p50_ms, 2),
             "pymlc_p99_ms": round(pymlc.p99_ms, 2), "raw_req_s": round(raw.req_s),
