@@ -15,7 +15,6 @@ which drains it.
 from __future__ import annotations
 
 import csv
-import ctypes
 import logging
 import os
 import re
@@ -23,9 +22,10 @@ import shutil
 import signal
 import socket as socketlib
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,9 +136,9 @@ class HAProxy:
         self.config.write_text(config)
         with self.log.open("wb") as log_file:
             self._process = subprocess.Popen(
-                [self.binary.path, "-db", "-f", str(self.config)], stdin=subprocess.DEVNULL,
-                stdout=log_file, stderr=log_file, start_new_session=True,
-                preexec_fn=_die_with_parent())
+                _dying_with_parent([self.binary.path, "-db", "-f", str(self.config)]),
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                start_new_session=True)
         self._wait_serving(addresses)
         with self._lock:  # models started before HAProxy (--start eager) are enabled now
             self._running = True
@@ -308,15 +308,18 @@ def _check_port(host: str, port: int) -> int:
         return int(probe.getsockname()[1])
 
 
-def _die_with_parent() -> Callable[[], None]:
-    """A ``preexec_fn`` that has the kernel SIGKILL the child when this thread dies (prctl is
-    looked up here, before the fork: the child only calls it)."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
+# Runs in a fresh Python that then becomes HAProxy (execv keeps the pid): the kernel SIGKILLs it
+# when the thread that started it dies. Not a preexec_fn: with one, CPython forks with fork()
+# instead of vfork(), which runs grpc's at-fork handlers, and those hung the parent (seen in CI)
+# while its gRPC threads were busy.
+_PDEATHSIG_EXEC = (
+    "import ctypes, os, signal, sys\n"
+    f"ctypes.CDLL(None, use_errno=True).prctl({_PR_SET_PDEATHSIG}, signal.SIGKILL)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"  # the parent died before prctl: no signal comes
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n")
 
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before prctl: no signal would come
-            os.kill(os.getpid(), signal.SIGKILL)
 
-    return preexec
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that the kernel kills it when the calling thread dies."""
+    return [sys.executable, "-I", "-c", _PDEATHSIG_EXEC, str(os.getpid()), *argv]
