@@ -87,6 +87,7 @@ class HAProxy:
         binary: the executable.
         routes: every model version served.
         sockets: route key -> the model server's Unix socket on the host.
+        cpus: route key -> the CPUs of the model's container.
         folder: the gateway's state folder (config, runtime API socket and log go here).
         gateway_socket: the Python gateway's internal socket.
         socket: Unix socket to listen on for clients.
@@ -97,11 +98,13 @@ class HAProxy:
     """
 
     def __init__(self, binary: HAProxyBinary, routes: Sequence[Route], sockets: dict[str, str],
-                 *, folder: Path, gateway_socket: Path, socket: str | None, port: int | None,
-                 host: str, grace: float, source: str) -> None:
+                 cpus: dict[str, float], *, folder: Path, gateway_socket: Path,
+                 socket: str | None, port: int | None, host: str, grace: float,
+                 source: str) -> None:
         self.binary = binary
         self.routes = list(routes)
         self.sockets = sockets
+        self.cpus = cpus
         self.gateway_socket = gateway_socket
         self.config = folder / "haproxy.cfg"
         self.admin = folder / "haproxy.sock"
@@ -126,7 +129,7 @@ class HAProxy:
         """
         binds, addresses = self._listen()
         try:
-            config = render_config(self.routes, self.sockets, binds=binds,
+            config = render_config(self.routes, self.sockets, self.cpus, binds=binds,
                                    gateway_socket=str(self.gateway_socket),
                                    admin_socket=str(self.admin), grace=self.grace,
                                    source=self.source)
@@ -193,7 +196,7 @@ class HAProxy:
             if not self._running:
                 return {}
             try:
-                text = self._command("show stat -1 4 -1")
+                text = self._command("show stat -1 6 -1")  # backends and servers
             except OSError as exc:
                 log.warning("cannot read HAProxy's stats: %s", exc)
                 return {}
@@ -281,13 +284,18 @@ def stat_rows(stat_csv: str) -> list[dict[str, str]]:
 
 
 def _usage(stat_csv: str, keys: dict[str, str]) -> dict[str, Usage]:
-    """``show stat`` CSV (servers only) -> usage of each model server, by route key."""
+    """``show stat`` CSV (backends and servers) -> usage of each model server, by route key.
+    A call waiting for its model's server is queued on the backend (its only active server)."""
+    rows = {(row.get("pxname"), row.get("svname")): row for row in stat_rows(stat_csv)}
     found = {}
-    for row in stat_rows(stat_csv):
-        if row.get("svname") == MODEL_SERVER and row.get("pxname") in keys:
-            last = int(row.get("lastsess") or -1)
-            found[keys[row["pxname"]]] = Usage(int(row.get("scur") or 0),
-                                               float(last) if last >= 0 else None)
+    for proxy, key in keys.items():
+        server, backend = rows.get((proxy, MODEL_SERVER)), rows.get((proxy, "BACKEND"), {})
+        if server is None:
+            continue
+        last = int(server.get("lastsess") or -1)
+        in_flight = sum(int(row.get(name) or 0) for row, name in
+                        ((server, "scur"), (server, "qcur"), (backend, "qcur")))
+        found[key] = Usage(in_flight, float(last) if last >= 0 else None)
     return found
 
 

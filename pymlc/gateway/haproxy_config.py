@@ -13,10 +13,16 @@ name or an unknown model simply falls through to the Python gateway.
 write an empty version. Each model backend's server starts disabled, with the Python gateway as
 its backup: the launcher enables it through HAProxy's runtime API once the container answers its
 health check, and disables it before the container stops.
+
+HAProxy hands a model's server one call per CPU of its container at a time (``maxconn``) and
+queues the rest in arrival order: a Python server given more CPU-bound calls than it has CPUs
+only slows them all down (measured in bench/README.md, "gateway"). A queued call waits as long
+as its client's deadline allows; a server going down sends its queue to the Python gateway.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +31,7 @@ from ..compiler.emit.base import HEADER, render
 from ..runtime_stub.gateway import OIP_SERVICE, ROUTED_METHODS, Route, RouteTable
 
 __all__ = ["GRPC_PREFIX", "MODEL_SERVER", "PYTHON", "Backend", "Rule", "backend_name",
-           "bind_address", "field", "render_config", "varint"]
+           "bind_address", "calls_at_once", "field", "render_config", "varint"]
 
 GRPC_PREFIX = 5  # compressed flag (1 byte) + message length (4 bytes)
 MODEL_SERVER = "model"  # the model's server in its backend (the launcher enables it)
@@ -34,19 +40,21 @@ NAME_FIELD, VERSION_FIELD = 1, 2
 # How long HAProxy waits for a routed call's first bytes (they come with the headers in
 # practice); the rest of the body is never waited for.
 BODY_WAIT = "60s"
-# Not the client's business: a deadline is the gRPC client's; an idle connection is kept.
-TIMEOUTS = {"connect": "5s", "client": "24h", "server": "24h"}
+# Not the proxy's business: a deadline (also for a call queued for its model) is the gRPC
+# client's; an idle connection is kept.
+TIMEOUTS = {"connect": "5s", "client": "24h", "server": "24h", "queue": "24h"}
 _NOT_A_NAME_CHAR = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
 @dataclass(frozen=True)
 class Backend:
-    """One model version's HAProxy backend: its name, its route and its model server's Unix
-    socket."""
+    """One model version's HAProxy backend: its name, its route, its model server's Unix
+    socket and how many calls that server is handed at once."""
 
     name: str
     route: Route
     socket: str
+    calls: int
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,12 @@ def backend_name(route: Route) -> str:
     return _NOT_A_NAME_CHAR.sub("_", f"{route.name}:{route.version}")
 
 
+def calls_at_once(cpus: float) -> int:
+    """How many calls a model's server is handed at once: one per CPU of its container (a
+    fraction of a CPU counts as one)."""
+    return max(1, math.ceil(cpus))
+
+
 def bind_address(*, socket: str | None = None, host: str = "127.0.0.1",
                  port: int | None = None) -> str:
     """An HAProxy ``bind`` address: ``unix@PATH``, or ``HOST:PORT`` (``ipv6@`` for IPv6)."""
@@ -90,13 +104,15 @@ def bind_address(*, socket: str | None = None, host: str = "127.0.0.1",
     return f"{'ipv6@' if ':' in host else ''}{host}:{port}"
 
 
-def render_config(routes: Iterable[Route], sockets: dict[str, str], *, binds: Sequence[str],
-                  gateway_socket: str, admin_socket: str, grace: float, source: str) -> str:
+def render_config(routes: Iterable[Route], sockets: dict[str, str], cpus: dict[str, float], *,
+                  binds: Sequence[str], gateway_socket: str, admin_socket: str, grace: float,
+                  source: str) -> str:
     """The whole ``haproxy.cfg``; the same text for the same routes, in any order.
 
     Args:
         routes: every model version served.
         sockets: route key -> the model server's Unix socket on the host.
+        cpus: route key -> the CPUs of the model's container (see :func:`calls_at_once`).
         binds: the addresses to listen on (see :func:`bind_address`).
         gateway_socket: the Python gateway's internal Unix socket.
         admin_socket: where HAProxy's runtime API listens.
@@ -104,7 +120,8 @@ def render_config(routes: Iterable[Route], sockets: dict[str, str], *, binds: Se
         source: the routes file's name, for the header.
     """
     table = RouteTable(routes)
-    backends = [Backend(backend_name(r), r, sockets[r.key]) for r in table.routes]
+    backends = [Backend(backend_name(r), r, sockets[r.key], calls_at_once(cpus[r.key]))
+                for r in table.routes]
     acls, rules = _matching(table, backends)
     return render("haproxy.cfg.jinja", header=HEADER.format(name=source), binds=binds,
                   routed=" ".join(f"/{OIP_SERVICE}/{m}" for m in ROUTED_METHODS),

@@ -66,8 +66,8 @@ class ModelImage:
 
 @dataclass(frozen=True)
 class Usage:
-    """A model server's traffic through a fast path: calls in flight, seconds since the last
-    one began (None: never)."""
+    """A model server's traffic through a fast path: calls in flight (running or queued for
+    it), seconds since the last one began (None: never)."""
 
     in_flight: int
     idle: float | None
@@ -160,6 +160,10 @@ class Launcher:
     def sockets(self) -> dict[str, str]:
         """Each model server's Unix socket on the host, by route key."""
         return {key: slot.route.target.removeprefix("unix:") for key, slot in self._slots.items()}
+
+    def cpus(self) -> dict[str, float]:
+        """Each model's container CPUs (its spec's limit), by route key."""
+        return {key: slot.model.cpus for key, slot in self._slots.items()}
 
     def containers(self) -> list[Any]:
         """Every container of this gateway that the engine knows, running or not."""

@@ -17,6 +17,7 @@ from pymlc.gateway.haproxy import HAProxyBinary, find_haproxy
 from pymlc.gateway.haproxy_config import (
     backend_name,
     bind_address,
+    calls_at_once,
     field,
     render_config,
     varint,
@@ -27,12 +28,14 @@ ROUTES = [Route("echo", v, f"unix:/s/echo-{v}/model.sock") for v in
           ("1.9.0", "1.10.0", "1.10.0-rc.1", "0.1.0+build.7")] + \
     [Route("fare-estimator", "1.4.0", "unix:/s/fare/model.sock",
            "pyml.fare_estimator.v1.FareEstimator")]
+CPUS = {r.key: 0.5 + i for i, r in enumerate(ROUTES)}  # 0.5, 1.5, ... in ROUTES' order
 
 
 def _config(routes: list[Route], *, binds: tuple[str, ...] = ("unix@/s/gw.sock",)) -> str:
     sockets = {r.key: r.target.removeprefix("unix:") for r in routes}
-    return render_config(routes, sockets, binds=list(binds), gateway_socket="/s/internal.sock",
-                         admin_socket="/s/haproxy.sock", grace=10, source="routes.json")
+    return render_config(routes, sockets, CPUS, binds=list(binds),
+                         gateway_socket="/s/internal.sock", admin_socket="/s/haproxy.sock",
+                         grace=10, source="routes.json")
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -63,6 +66,22 @@ def test_each_version_has_an_exact_acl_and_latest_goes_to_the_newest() -> None:
         in text
     assert "backend echo:0.1.0_build.7" in text  # '+' is not allowed in a backend name
     assert text.rstrip().endswith("server python 'unix@/s/internal.sock' proto h2")
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(0.25, 1), (1.0, 1), (1.01, 2), (2.5, 3),
+                                                (8.0, 8)])
+def test_a_model_server_is_handed_one_call_per_cpu(cpus: float, expected: int) -> None:
+    assert calls_at_once(cpus) == expected
+
+
+def test_each_model_server_line_carries_its_own_calls_at_once() -> None:
+    text = _config(ROUTES)
+    for route, at_once in zip(ROUTES, (1, 2, 3, 4, 5), strict=True):
+        line = next(line for line in text.splitlines()
+                    if line.strip().startswith("server model ")
+                    and route.target.removeprefix("unix:") in line)
+        assert f" maxconn {at_once} " in line, line
+    assert "timeout queue 24h" in text
 
 
 def test_the_config_is_the_same_for_the_same_routes_in_any_order() -> None:

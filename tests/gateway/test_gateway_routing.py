@@ -315,10 +315,12 @@ def fronted(echo: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
 
 class Front:
     """HAProxy (generated config, runtime API) in front of a Python gateway, both serving the
-    echo versions; ``model_sockets`` may point HAProxy elsewhere than the Python gateway."""
+    echo versions; ``model_sockets`` may point HAProxy elsewhere than the Python gateway;
+    ``cpus``: each model container's CPUs, as the routes file gives them."""
 
     def __init__(self, echo: dict[str, Any], folder: Path, *,
-                 model_sockets: dict[str, str] | None = None, grace: float = 10) -> None:
+                 model_sockets: dict[str, str] | None = None, grace: float = 10,
+                 cpus: float = 1.0) -> None:
         found = find_haproxy()
         if not isinstance(found, HAProxyBinary):
             pytest.fail(f"these tests need HAProxy: {found} (scripts/test installs it)",
@@ -331,9 +333,9 @@ class Front:
         _wait_serving(self.python.tcp)
         sockets = {r.key: r.target.removeprefix("unix:") for r in self.routes}
         self.proxy = HAProxy(found, self.routes, {**sockets, **(model_sockets or {})},
-                             folder=folder, gateway_socket=internal,
-                             socket=str(folder / "front.sock"), port=0, host="127.0.0.1",
-                             grace=grace, source="routes.json")
+                             {r.key: cpus for r in self.routes}, folder=folder,
+                             gateway_socket=internal, socket=str(folder / "front.sock"),
+                             port=0, host="127.0.0.1", grace=grace, source="routes.json")
         try:
             self.unix, self.tcp = self.proxy.start()
         except BaseException:
@@ -454,6 +456,34 @@ def test_a_disabled_model_server_leaves_its_calls_to_the_python_gateway(fronted:
     assert fronted.served("echo:1.0.0", "python") == before + 1
     usage = fronted.proxy.usage()
     assert usage["echo/1.0.0"].in_flight == 0 and usage["echo/1.0.0"].idle is not None
+
+
+@pytest.mark.parametrize(("cpus", "at_once"), [(1.0, 1), (2.5, 3)])
+def test_haproxy_hands_a_model_one_call_per_cpu_and_queues_the_rest(
+        echo: dict[str, Any], tmp_path: Path, cpus: float, at_once: int) -> None:
+    front = Front(echo, tmp_path, cpus=cpus)
+    results: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        client = triton.InferenceServerClient(front.tcp)
+        results[i] = client.infer("echo", _inputs([float(i)], delay_ms=400)).as_numpy("y")
+
+    try:
+        callers = [threading.Thread(target=call, args=(i,)) for i in range(5)]
+        for caller in callers:
+            caller.start()
+        time.sleep(0.25)
+        in_flight = front.proxy.usage()["echo/1.1.0"].in_flight  # what the idle check reads
+        for caller in callers:
+            caller.join(15)
+        stats = haproxy_stats(front.proxy.admin)
+        server, backend = stats[("echo:1.1.0", "model")], stats[("echo:1.1.0", "BACKEND")]
+        assert in_flight == 5, "queued calls must count as traffic"
+        assert {i: list(y) for i, y in results.items()} == {i: [3.0 * i] for i in range(5)}
+        assert (int(server["smax"]), int(backend["qmax"])) == (at_once, 5 - at_once)
+        assert int(server["stot"]) == 5 and front.counts()["python"] == 0
+    finally:
+        front.close()
 
 
 def test_a_refused_connection_is_retried_on_the_python_gateway(echo: dict[str, Any],
