@@ -285,7 +285,7 @@ def stat_rows(stat_csv: str) -> list[dict[str, str]]:
 
 def _usage(stat_csv: str, keys: dict[str, str]) -> dict[str, Usage]:
     """``show stat`` CSV (backends and servers) -> usage of each model server, by route key.
-    A call waiting for its model's server is queued on the backend (its only active server)."""
+    Calls waiting for the model's server count: in its own queue, or in the backend's."""
     rows = {(row.get("pxname"), row.get("svname")): row for row in stat_rows(stat_csv)}
     found = {}
     for proxy, key in keys.items():

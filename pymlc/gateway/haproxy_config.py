@@ -37,6 +37,9 @@ GRPC_PREFIX = 5  # compressed flag (1 byte) + message length (4 bytes)
 MODEL_SERVER = "model"  # the model's server in its backend (the launcher enables it)
 PYTHON = "python"  # the Python gateway: the default backend, and each model's backup server
 NAME_FIELD, VERSION_FIELD = 1, 2
+# Calls HAProxy sends at once to the Python gateway for one model: a bound it never reaches in
+# practice, set so that a call ending there pulls the next call waiting for that model.
+PYTHON_CALLS = 1000
 # How long HAProxy waits for a routed call's first bytes (they come with the headers in
 # practice); the rest of the body is never waited for.
 BODY_WAIT = "60s"
@@ -128,7 +131,7 @@ def render_config(routes: Iterable[Route], sockets: dict[str, str], cpus: dict[s
                   acls=acls, rules=rules, backends=backends, gateway_socket=gateway_socket,
                   admin_socket=admin_socket, hard_stop_ms=max(1, round(grace * 1000)),
                   body_wait=BODY_WAIT, body_bytes=_body_bytes(table), timeouts=TIMEOUTS,
-                  model_server=MODEL_SERVER, python=PYTHON)
+                  model_server=MODEL_SERVER, python=PYTHON, python_calls=PYTHON_CALLS)
 
 
 def _matching(table: RouteTable,

@@ -476,13 +476,50 @@ def test_haproxy_hands_a_model_one_call_per_cpu_and_queues_the_rest(
         in_flight = front.proxy.usage()["echo/1.1.0"].in_flight  # what the idle check reads
         for caller in callers:
             caller.join(15)
-        stats = haproxy_stats(front.proxy.admin)
-        server, backend = stats[("echo:1.1.0", "model")], stats[("echo:1.1.0", "BACKEND")]
+        server = haproxy_stats(front.proxy.admin)[("echo:1.1.0", "model")]
         assert in_flight == 5, "queued calls must count as traffic"
         assert {i: list(y) for i, y in results.items()} == {i: [3.0 * i] for i in range(5)}
-        assert (int(server["smax"]), int(backend["qmax"])) == (at_once, 5 - at_once)
+        assert (int(server["smax"]), int(server["qmax"])) == (at_once, 5 - at_once)
         assert int(server["stot"]) == 5 and front.counts()["python"] == 0
     finally:
+        front.close()
+
+
+@pytest.mark.parametrize("gone", ["killed", "disabled"])
+def test_calls_queued_for_a_server_that_goes_away_are_answered_through_python(
+        echo: dict[str, Any], tmp_path: Path, gone: str) -> None:
+    doomed = model_server(echo["generated"]["1.1.0"], echo["root"] / "1.1.0",
+                          tmp_path / "doomed.sock")
+    front = Front(echo, tmp_path, model_sockets={"echo/1.1.0": str(tmp_path / "doomed.sock")})
+    outcomes: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        client = triton.InferenceServerClient(front.tcp)
+        try:
+            outcomes[i] = list(client.infer("echo", _inputs([float(i)], delay_ms=600),
+                                            client_timeout=20).as_numpy("y"))
+        except InferenceServerException as exc:
+            outcomes[i] = exc.status()
+
+    try:
+        callers = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+        for caller in callers:
+            caller.start()
+        time.sleep(0.3)  # one call runs on the doomed server, three wait in HAProxy's queue
+        assert front.proxy.usage()["echo/1.1.0"].in_flight == 4
+        started = time.monotonic()
+        if gone == "killed":  # the call it was running is retried on the Python gateway too
+            doomed.process.kill()
+        else:  # what the launcher does before it stops a container
+            front.proxy.disable(next(r for r in front.routes if r.version == "1.1.0"))
+        for caller in callers:
+            caller.join(30)
+        took = time.monotonic() - started
+        assert outcomes == {i: [3.0 * i] for i in range(4)}
+        assert took < 5, f"queued calls waited {took:.1f} s for a server that had gone"
+        assert front.served("echo:1.1.0", "python") >= 3
+    finally:
+        doomed.stop()
         front.close()
 
 
