@@ -466,13 +466,13 @@ def test_haproxy_hands_a_model_one_call_per_cpu_and_queues_the_rest(
 
     def call(i: int) -> None:
         client = triton.InferenceServerClient(front.tcp)
-        results[i] = client.infer("echo", _inputs([float(i)], delay_ms=400)).as_numpy("y")
+        results[i] = client.infer("echo", _inputs([float(i)], delay_ms=800)).as_numpy("y")
 
     try:
         callers = [threading.Thread(target=call, args=(i,)) for i in range(5)]
         for caller in callers:
             caller.start()
-        time.sleep(0.25)
+        time.sleep(0.4)  # before the first calls end
         in_flight = front.proxy.usage()["echo/1.1.0"].in_flight  # what the idle check reads
         for caller in callers:
             caller.join(15)
@@ -496,7 +496,7 @@ def test_calls_queued_for_a_server_that_goes_away_are_answered_through_python(
     def call(i: int) -> None:
         client = triton.InferenceServerClient(front.tcp)
         try:
-            outcomes[i] = list(client.infer("echo", _inputs([float(i)], delay_ms=600),
+            outcomes[i] = list(client.infer("echo", _inputs([float(i)], delay_ms=1000),
                                             client_timeout=20).as_numpy("y"))
         except InferenceServerException as exc:
             outcomes[i] = exc.status()
@@ -505,7 +505,7 @@ def test_calls_queued_for_a_server_that_goes_away_are_answered_through_python(
         callers = [threading.Thread(target=call, args=(i,)) for i in range(4)]
         for caller in callers:
             caller.start()
-        time.sleep(0.3)  # one call runs on the doomed server, three wait in HAProxy's queue
+        time.sleep(0.4)  # one call runs on the doomed server, three wait in HAProxy's queue
         assert front.proxy.usage()["echo/1.1.0"].in_flight == 4
         started = time.monotonic()
         if gone == "killed":  # the call it was running is retried on the Python gateway too
@@ -516,7 +516,7 @@ def test_calls_queued_for_a_server_that_goes_away_are_answered_through_python(
             caller.join(30)
         took = time.monotonic() - started
         assert outcomes == {i: [3.0 * i] for i in range(4)}
-        assert took < 5, f"queued calls waited {took:.1f} s for a server that had gone"
+        assert took < 8, f"queued calls waited {took:.1f} s for a server that had gone"
         assert front.served("echo:1.1.0", "python") >= 3
     finally:
         doomed.stop()
