@@ -36,7 +36,7 @@ from .haproxy_config import MODEL_SERVER, backend_name, bind_address, render_con
 from .launcher import Usage
 
 __all__ = ["MIN_VERSION", "HAProxy", "HAProxyBinary", "HAProxyError", "find_haproxy",
-           "runtime_command", "stat_rows"]
+           "runtime_command", "stat_table"]
 
 log = logging.getLogger("pymlc.gateway")
 
@@ -277,16 +277,18 @@ def runtime_command(admin: Path, text: str) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def stat_rows(stat_csv: str) -> list[dict[str, str]]:
-    """The rows of a ``show stat`` answer (CSV under a ``# `` header), one per proxy/server."""
+def stat_table(stat_csv: str) -> dict[tuple[str, str], dict[str, str]]:
+    """A ``show stat`` answer (CSV under a ``# `` header): (proxy, server) -> its row (server
+    "BACKEND" is a backend's total, "FRONTEND" a frontend's)."""
     lines = stat_csv.lstrip("# ").splitlines()
-    return list(csv.DictReader(line for line in lines if line))
+    return {(row["pxname"], row["svname"]): row
+            for row in csv.DictReader(line for line in lines if line)}
 
 
 def _usage(stat_csv: str, keys: dict[str, str]) -> dict[str, Usage]:
     """``show stat`` CSV (backends and servers) -> usage of each model server, by route key.
     Calls waiting for the model's server count: in its own queue, or in the backend's."""
-    rows = {(row.get("pxname"), row.get("svname")): row for row in stat_rows(stat_csv)}
+    rows = stat_table(stat_csv)
     found = {}
     for proxy, key in keys.items():
         server, backend = rows.get((proxy, MODEL_SERVER)), rows.get((proxy, "BACKEND"), {})

@@ -15,7 +15,7 @@ import numpy as np
 import tritonclient.grpc as triton
 from servers import PYTHON, ROOT, SPECS, Server
 
-from pymlc.gateway.haproxy import runtime_command, stat_rows
+from pymlc.gateway.haproxy import runtime_command, stat_table
 
 FARE = SPECS / "fare-estimator"
 DIGITS = SPECS / "digit-net"
@@ -76,8 +76,7 @@ def serving_images(client: Any) -> dict[str, str]:
 def haproxy_stats(admin_socket: Path) -> dict[tuple[str, str], dict[str, str]]:
     """HAProxy's ``show stat`` through its runtime API: (proxy, server) -> the CSV row
     (server "BACKEND" is a backend's total, "FRONTEND" a frontend's)."""
-    rows = stat_rows(runtime_command(admin_socket, "show stat"))
-    return {(row["pxname"], row["svname"]): row for row in rows}
+    return stat_table(runtime_command(admin_socket, "show stat"))
 
 
 def served(admin_socket: Path, proxy: str, server: str) -> int:
