@@ -32,7 +32,13 @@ from pathlib import Path
 from ..compiler.errors import PymlcError
 from ..runtime_stub.config import tcp_address
 from ..runtime_stub.gateway import Route
-from .haproxy_config import MODEL_SERVER, backend_name, bind_address, render_config
+from .haproxy_config import (
+    MODEL_SERVER,
+    ModelServer,
+    backend_name,
+    bind_address,
+    render_config,
+)
 from .launcher import Usage
 
 __all__ = ["MIN_VERSION", "HAProxy", "HAProxyBinary", "HAProxyError", "find_haproxy",
@@ -86,8 +92,7 @@ class HAProxy:
     Args:
         binary: the executable.
         routes: every model version served.
-        sockets: route key -> the model server's Unix socket on the host.
-        cpus: route key -> the CPUs of the model's container.
+        servers: route key -> the model's server (socket on the host, container CPUs).
         folder: the gateway's state folder (config, runtime API socket and log go here).
         gateway_socket: the Python gateway's internal socket.
         socket: Unix socket to listen on for clients.
@@ -97,14 +102,13 @@ class HAProxy:
         source: the routes file's name (the config's header).
     """
 
-    def __init__(self, binary: HAProxyBinary, routes: Sequence[Route], sockets: dict[str, str],
-                 cpus: dict[str, float], *, folder: Path, gateway_socket: Path,
+    def __init__(self, binary: HAProxyBinary, routes: Sequence[Route],
+                 servers: dict[str, ModelServer], *, folder: Path, gateway_socket: Path,
                  socket: str | None, port: int | None, host: str, grace: float,
                  source: str) -> None:
         self.binary = binary
         self.routes = list(routes)
-        self.sockets = sockets
-        self.cpus = cpus
+        self.servers = servers
         self.gateway_socket = gateway_socket
         self.config = folder / "haproxy.cfg"
         self.admin = folder / "haproxy.sock"
@@ -129,7 +133,7 @@ class HAProxy:
         """
         binds, addresses = self._listen()
         try:
-            config = render_config(self.routes, self.sockets, self.cpus, binds=binds,
+            config = render_config(self.routes, self.servers, binds=binds,
                                    gateway_socket=str(self.gateway_socket),
                                    admin_socket=str(self.admin), grace=self.grace,
                                    source=self.source)

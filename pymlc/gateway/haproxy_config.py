@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from ..compiler.emit.base import HEADER, render
 from ..runtime_stub.gateway import OIP_SERVICE, ROUTED_METHODS, Route, RouteTable
 
-__all__ = ["GRPC_PREFIX", "MODEL_SERVER", "PYTHON", "Backend", "Rule", "backend_name",
-           "bind_address", "calls_at_once", "field", "render_config", "varint"]
+__all__ = ["GRPC_PREFIX", "MODEL_SERVER", "PYTHON", "Backend", "ModelServer", "Rule",
+           "backend_name", "bind_address", "calls_at_once", "field", "render_config", "varint"]
 
 GRPC_PREFIX = 5  # compressed flag (1 byte) + message length (4 bytes)
 MODEL_SERVER = "model"  # the model's server in its backend (the launcher enables it)
@@ -47,6 +47,15 @@ BODY_WAIT = "60s"
 # client's; an idle connection is kept.
 TIMEOUTS = {"connect": "5s", "client": "24h", "server": "24h", "queue": "24h"}
 _NOT_A_NAME_CHAR = re.compile(r"[^A-Za-z0-9_.:-]")
+
+
+@dataclass(frozen=True)
+class ModelServer:
+    """Where HAProxy reaches one model version's server: its Unix socket on the host, and the
+    CPUs of its container (see :func:`calls_at_once`)."""
+
+    socket: str
+    cpus: float
 
 
 @dataclass(frozen=True)
@@ -107,15 +116,14 @@ def bind_address(*, socket: str | None = None, host: str = "127.0.0.1",
     return f"{'ipv6@' if ':' in host else ''}{host}:{port}"
 
 
-def render_config(routes: Iterable[Route], sockets: dict[str, str], cpus: dict[str, float], *,
+def render_config(routes: Iterable[Route], servers: dict[str, ModelServer], *,
                   binds: Sequence[str], gateway_socket: str, admin_socket: str, grace: float,
                   source: str) -> str:
     """The whole ``haproxy.cfg``; the same text for the same routes, in any order.
 
     Args:
         routes: every model version served.
-        sockets: route key -> the model server's Unix socket on the host.
-        cpus: route key -> the CPUs of the model's container (see :func:`calls_at_once`).
+        servers: route key -> the model's server.
         binds: the addresses to listen on (see :func:`bind_address`).
         gateway_socket: the Python gateway's internal Unix socket.
         admin_socket: where HAProxy's runtime API listens.
@@ -123,8 +131,8 @@ def render_config(routes: Iterable[Route], sockets: dict[str, str], cpus: dict[s
         source: the routes file's name, for the header.
     """
     table = RouteTable(routes)
-    backends = [Backend(backend_name(r), r, sockets[r.key], calls_at_once(cpus[r.key]))
-                for r in table.routes]
+    backends = [Backend(backend_name(r), r, servers[r.key].socket,
+                        calls_at_once(servers[r.key].cpus)) for r in table.routes]
     acls, rules = _matching(table, backends)
     return render("haproxy.cfg.jinja", header=HEADER.format(name=source), binds=binds,
                   routed=" ".join(f"/{OIP_SERVICE}/{m}" for m in ROUTED_METHODS),

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import grpc
 
 from ..runtime_stub.gateway import Route, RouteError, Upstream, check_health
+from .haproxy_config import ModelServer
 
 __all__ = ["DEFAULT_SOCKET", "LABEL", "FastPath", "Launcher", "ModelImage", "SOCKET_PATH_MAX",
            "Usage"]
@@ -157,13 +158,11 @@ class Launcher:
     def routes(self) -> list[Route]:
         return [slot.route for slot in self._slots.values()]
 
-    def sockets(self) -> dict[str, str]:
-        """Each model server's Unix socket on the host, by route key."""
-        return {key: slot.route.target.removeprefix("unix:") for key, slot in self._slots.items()}
-
-    def cpus(self) -> dict[str, float]:
-        """Each model's container CPUs (its spec's limit), by route key."""
-        return {key: slot.model.cpus for key, slot in self._slots.items()}
+    def servers(self) -> dict[str, ModelServer]:
+        """Each model's server (its Unix socket on the host, its container's CPUs), by route
+        key."""
+        return {key: ModelServer(slot.route.target.removeprefix("unix:"), slot.model.cpus)
+                for key, slot in self._slots.items()}
 
     def containers(self) -> list[Any]:
         """Every container of this gateway that the engine knows, running or not."""

@@ -152,7 +152,7 @@ def _front(binary: HAProxyBinary, launcher: Launcher, folder: Path, options: Gat
     if len(str(folder / "haproxy.sock")) + len(".4194304.tmp") > SOCKET_PATH_MAX:
         raise HAProxyError(f"the state folder {folder} is too long for HAProxy's sockets;"
                            " choose a shorter --state-dir")
-    return HAProxy(binary, launcher.routes, launcher.sockets(), launcher.cpus(), folder=folder,
+    return HAProxy(binary, launcher.routes, launcher.servers(), folder=folder,
                    gateway_socket=internal, socket=options.socket, port=options.port,
                    host=options.host, grace=options.grace, source=source)
 

@@ -15,6 +15,7 @@ import tritonclient.grpc.service_pb2 as oip
 from pymlc.compiler.emit.base import haproxy_quote
 from pymlc.gateway.haproxy import HAProxyBinary, find_haproxy
 from pymlc.gateway.haproxy_config import (
+    ModelServer,
     backend_name,
     bind_address,
     calls_at_once,
@@ -32,8 +33,8 @@ CPUS = {r.key: 0.5 + i for i, r in enumerate(ROUTES)}  # 0.5, 1.5, ... in ROUTES
 
 
 def _config(routes: list[Route], *, binds: tuple[str, ...] = ("unix@/s/gw.sock",)) -> str:
-    sockets = {r.key: r.target.removeprefix("unix:") for r in routes}
-    return render_config(routes, sockets, CPUS, binds=list(binds),
+    servers = {r.key: ModelServer(r.target.removeprefix("unix:"), CPUS[r.key]) for r in routes}
+    return render_config(routes, servers, binds=list(binds),
                          gateway_socket="/s/internal.sock", admin_socket="/s/haproxy.sock",
                          grace=10, source="routes.json")
 

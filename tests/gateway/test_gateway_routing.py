@@ -36,6 +36,7 @@ from servers import Process, stubs
 from tritonclient.utils import InferenceServerException
 
 from pymlc.gateway.haproxy import HAProxy, HAProxyBinary, find_haproxy
+from pymlc.gateway.haproxy_config import ModelServer
 from pymlc.runtime_stub.gateway import Route, peek_model, version_key
 
 SPEC = """\
@@ -332,8 +333,10 @@ class Front:
                                "--socket", str(internal), "--service", f"{TYPED}=echo@1.1.0")
         _wait_serving(self.python.tcp)
         sockets = {r.key: r.target.removeprefix("unix:") for r in self.routes}
-        self.proxy = HAProxy(found, self.routes, {**sockets, **(model_sockets or {})},
-                             {r.key: cpus for r in self.routes}, folder=folder,
+        sockets.update(model_sockets or {})
+        self.proxy = HAProxy(found, self.routes,
+                             {key: ModelServer(path, cpus) for key, path in sockets.items()},
+                             folder=folder,
                              gateway_socket=internal, socket=str(folder / "front.sock"),
                              port=0, host="127.0.0.1", grace=grace, source="routes.json")
         try:
