@@ -461,27 +461,47 @@ def test_a_disabled_model_server_leaves_its_calls_to_the_python_gateway(fronted:
     assert usage["echo/1.0.0"].in_flight == 0 and usage["echo/1.0.0"].idle is not None
 
 
+def _calls_at_once(target: str, count: int, delay_ms: int
+                   ) -> tuple[dict[int, Any], Callable[[], None]]:
+    """Start ``count`` latest-version echo calls (y = 3x) of ``delay_ms`` each, in threads.
+
+    Returns:
+        Each call's output (or status code, if it failed), filled in as they end, and a
+        function that waits for all of them.
+    """
+    outcomes: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        client = triton.InferenceServerClient(target)
+        try:
+            outcomes[i] = list(client.infer("echo", _inputs([float(i)], delay_ms=delay_ms),
+                                            client_timeout=20).as_numpy("y"))
+        except InferenceServerException as exc:
+            outcomes[i] = exc.status()
+
+    callers = [threading.Thread(target=call, args=(i,)) for i in range(count)]
+    for caller in callers:
+        caller.start()
+
+    def join() -> None:
+        for caller in callers:
+            caller.join(30)
+
+    return outcomes, join
+
+
 @pytest.mark.parametrize(("cpus", "at_once"), [(1.0, 1), (2.5, 3)])
 def test_haproxy_hands_a_model_one_call_per_cpu_and_queues_the_rest(
         echo: dict[str, Any], tmp_path: Path, cpus: float, at_once: int) -> None:
     front = Front(echo, tmp_path, cpus=cpus)
-    results: dict[int, Any] = {}
-
-    def call(i: int) -> None:
-        client = triton.InferenceServerClient(front.tcp)
-        results[i] = client.infer("echo", _inputs([float(i)], delay_ms=800)).as_numpy("y")
-
     try:
-        callers = [threading.Thread(target=call, args=(i,)) for i in range(5)]
-        for caller in callers:
-            caller.start()
+        outcomes, join = _calls_at_once(front.tcp, 5, delay_ms=800)
         time.sleep(0.4)  # before the first calls end
         in_flight = front.proxy.usage()["echo/1.1.0"].in_flight  # what the idle check reads
-        for caller in callers:
-            caller.join(15)
+        join()
         server = haproxy_stats(front.proxy.admin)[("echo:1.1.0", "model")]
         assert in_flight == 5, "queued calls must count as traffic"
-        assert {i: list(y) for i, y in results.items()} == {i: [3.0 * i] for i in range(5)}
+        assert outcomes == {i: [3.0 * i] for i in range(5)}
         assert (int(server["smax"]), int(server["qmax"])) == (at_once, 5 - at_once)
         assert int(server["stot"]) == 5 and front.counts()["python"] == 0
     finally:
@@ -494,20 +514,8 @@ def test_calls_queued_for_a_server_that_goes_away_are_answered_through_python(
     doomed = model_server(echo["generated"]["1.1.0"], echo["root"] / "1.1.0",
                           tmp_path / "doomed.sock")
     front = Front(echo, tmp_path, model_sockets={"echo/1.1.0": str(tmp_path / "doomed.sock")})
-    outcomes: dict[int, Any] = {}
-
-    def call(i: int) -> None:
-        client = triton.InferenceServerClient(front.tcp)
-        try:
-            outcomes[i] = list(client.infer("echo", _inputs([float(i)], delay_ms=1000),
-                                            client_timeout=20).as_numpy("y"))
-        except InferenceServerException as exc:
-            outcomes[i] = exc.status()
-
     try:
-        callers = [threading.Thread(target=call, args=(i,)) for i in range(4)]
-        for caller in callers:
-            caller.start()
+        outcomes, join = _calls_at_once(front.tcp, 4, delay_ms=1000)
         time.sleep(0.4)  # one call runs on the doomed server, three wait in HAProxy's queue
         assert front.proxy.usage()["echo/1.1.0"].in_flight == 4
         started = time.monotonic()
@@ -515,8 +523,7 @@ def test_calls_queued_for_a_server_that_goes_away_are_answered_through_python(
             doomed.process.kill()
         else:  # what the launcher does before it stops a container
             front.proxy.disable(next(r for r in front.routes if r.version == "1.1.0"))
-        for caller in callers:
-            caller.join(30)
+        join()
         took = time.monotonic() - started
         assert outcomes == {i: [3.0 * i] for i in range(4)}
         assert took < 8, f"queued calls waited {took:.1f} s for a server that had gone"
