@@ -11,8 +11,9 @@ The generated ``batch_job.py`` calls :func:`main`. Steps, in this order:
    background job while step 2 runs), every batch through the server's own ``Predictor`` call
    (``predict_columns``, or ``predict_tensors`` for tensor models: one query row per sample,
    see ``spark_tensor``), passthrough columns beside;
-4. write a staging table, check that every query row reached it (counted by the write job
-   itself), swap it in (see ``spark_table``).
+4. write a staging table (in local mode its Parquet files are written by the workers
+   themselves), check that every query row reached it (counted by the write job itself),
+   swap it in (see ``spark_table``).
 
 Exit codes: 0 ok; 1 invalid query or failed job (the destination is unchanged); 2 usage error.
 """
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ROOT_ENV, ConfigError, ModelConfig, model_root_from_env
 from .spark_plan import Column, JobPlan, PlanError, TableInfo, check_destination, plan_job
-from .spark_score import PASSTHROUGH_PREFIX, score_batches, warm_up
+from .spark_score import PASSTHROUGH_PREFIX, score_batches, warm_up, write_parquet
 from .spark_session import (
     DEFAULT_WAREHOUSE,
     Progress,
@@ -39,7 +40,7 @@ from .spark_session import (
     start_session,
     warn,
 )
-from .spark_table import TableName, WriteError, describe_table, write_atomically
+from .spark_table import Output, TableName, WriteError, describe_table, write_atomically
 from .spark_tensor import score_tensor_batches
 
 if TYPE_CHECKING:
@@ -205,15 +206,12 @@ def _report_plan(exc: PlanError, dest: TableName) -> None:
 def _score(spark: SparkSession, config: ModelConfig, root: Path, source: DataFrame,
            plan: JobPlan, dest: TableName, existing: TableInfo | None, mode: str,
            started: float) -> int:
-    from pyspark.sql import Observation
-
     rows = spark.sparkContext.accumulator(0)  # progress only: tasks may be retried
-    given, written = Observation(), Observation()
-    scored = _scored_frame(spark, config, root, source, plan, rows, given, written)
+    output = _output(spark, config, root, source, plan, rows)
     try:
         with Progress(spark, lambda: int(rows.value)):
-            total = write_atomically(spark, scored, dest, existing=existing, mode=mode,
-                                     say=warn, counts=lambda: (_count(given), _count(written)))
+            total = write_atomically(spark, output, dest, existing=existing, mode=mode,
+                                     say=warn)
     except WriteError as exc:
         warn(f"error: {exc}")
         return EXIT_FAILED
@@ -231,8 +229,9 @@ def _count(observation: Any) -> int:
     return int(observation.get["rows"])
 
 
-def _scored_frame(spark: SparkSession, config: ModelConfig, root: Path, source: DataFrame,
-                  plan: JobPlan, rows: Any, given: Any, written: Any) -> DataFrame:
+def _output(spark: SparkSession, config: ModelConfig, root: Path, source: DataFrame,
+            plan: JobPlan, rows: Any) -> Output:
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
     from pyspark.sql.pandas.types import to_arrow_schema
@@ -253,14 +252,22 @@ def _scored_frame(spark: SparkSession, config: ModelConfig, root: Path, source: 
         "passthrough": tuple(name for _, name in plan.passthrough),
         "schema": arrow_schema, "rows": rows}
     if config.kind == "tensor":
-        fn = functools.partial(score_tensor_batches, **common)
+        score = functools.partial(score_tensor_batches, **common)
     else:
-        fn = functools.partial(score_batches, **common,
-                               nullable=tuple(f.nullable for f in config.outputs))
-    frame = _spread(spark, source.select(*selected))
+        score = functools.partial(score_batches, **common,
+                                  nullable=tuple(f.nullable for f in config.outputs))
+    given, written = Observation(), Observation()
     one = F.count(F.lit(1)).alias("rows")
     # Both counts are taken by the write job itself: no second pass over the data.
-    return frame.observe(given, one).mapInArrow(fn, schema).observe(written, one)
+    queried = _spread(spark, source.select(*selected)).observe(given, one)
+
+    def files(folder: Path, options: dict[str, Any]) -> int:
+        fn = functools.partial(write_parquet, score=score, folder=str(folder), options=options)
+        return sum(int(r["rows"]) for r in queried.mapInArrow(fn, "rows BIGINT").collect())
+
+    return Output(schema=schema,
+                  frame=lambda: queried.mapInArrow(score, schema).observe(written, one),
+                  given=lambda: _count(given), written=lambda: _count(written), files=files)
 
 
 def _spread(spark: SparkSession, frame: DataFrame) -> DataFrame:

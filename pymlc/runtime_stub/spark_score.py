@@ -17,7 +17,9 @@ arrays, untouched.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from .predict import Predictor
 from .types import COLUMN_TYPES
 
 __all__ = ["PASSTHROUGH_PREFIX", "arrow_type", "predictor", "score_batches", "to_columns",
-           "to_frame", "warm_up"]
+           "to_frame", "warm_up", "write_parquet"]
 
 # Passthrough columns travel to the worker under these aliases, so that a passthrough column
 # may share its name with an input (which is cast to the spec's type) and keep the query's type.
@@ -163,3 +165,52 @@ def score_batches(batches: Iterator[pa.RecordBatch], *, config_path: str, model_
 def _to_arrow(values: pd.Series, arrow_type: pa.DataType, null_nan: bool) -> pa.Array:
     array = pa.array(values, from_pandas=null_nan)
     return array if array.type == arrow_type else array.cast(arrow_type)
+
+
+def write_parquet(batches: Iterator[pa.RecordBatch], *,
+                  score: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+                  folder: str, options: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+    """Score one partition and write its rows as one Parquet file; yield how many there were.
+
+    Used in local mode, where the workers share the driver's file system: the staging table's
+    files are written here by pyarrow, so Spark's JVM neither reads the scored rows back from
+    Arrow nor encodes them as Parquet.
+
+    The file is written under a hidden name (Spark's readers skip names starting with ``.``)
+    and renamed to ``part-<partition>.parquet`` once complete, so a partition scored twice (a
+    retried task) leaves one file, and a failed task none. A partition without rows writes
+    no file.
+
+    Args:
+        batches: the partition's record batches, as ``score`` takes them.
+        score: the scoring function (``score_batches`` or ``score_tensor_batches``, bound).
+        folder: the local folder of the staging table.
+        options: ``pyarrow.parquet.ParquetWriter`` options that write the file as Spark's
+            writer would (codec, timestamp encoding).
+
+    Yields:
+        One batch of one row: ``rows``, the rows written.
+    """
+    import pyarrow.parquet as pq
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    final = Path(folder) / f"part-{context.partitionId() if context else 0:05d}.parquet"
+    temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}")
+    rows, writer = 0, None
+    try:
+        for scored in score(batches):
+            if writer is None:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                writer = pq.ParquetWriter(temp, scored.schema, **options)
+            writer.write_batch(scored)
+            rows += scored.num_rows
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(temp, final)
+    finally:
+        if writer is not None:
+            writer.close()
+        temp.unlink(missing_ok=True)
+    yield pa.RecordBatch.from_arrays([pa.array([rows], pa.int64())], names=["rows"])

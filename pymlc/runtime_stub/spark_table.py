@@ -11,6 +11,9 @@ query reached it (counted by the write job itself), and only then touches the de
   a managed destination's old folder is deleted afterwards;
 * append: the staging rows are inserted into the destination, after staging completed.
 
+In local mode a Parquet staging table's files are written by the Python workers themselves
+(``Output.files``); otherwise, and for ORC, by Spark's writer (``Output.frame``).
+
 Whatever happens, the staging table is dropped and its folder deleted. A job killed outright
 (``kill -9``) cannot clean up; the next job against the same database removes its debris once it
 is a few minutes old (``clean_debris``).
@@ -23,14 +26,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from .spark_plan import Column, TableInfo
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import DataType, StructType
 
-__all__ = ["STALE_AFTER", "TableName", "WriteError", "clean_debris", "describe_table",
+__all__ = ["STALE_AFTER", "Output", "TableName", "WriteError", "clean_debris", "describe_table",
            "write_atomically"]
 
 STAGING_MARK = "__pyml_staging_"
@@ -38,6 +44,17 @@ DATA_MARK = "__pyml_"  # folder of a replaced table's data: <table>__pyml_<job i
 _MAX_NAME = 128  # the Hive metastore's limit on table names
 # Debris of a killed job is removed by the next job once it has not changed for this long.
 STALE_AFTER = 300.0
+# Spark's Parquet codec names -> pyarrow's, for the codecs both write alike.
+_PYARROW_CODECS = {"snappy": "snappy", "gzip": "gzip", "zstd": "zstd", "brotli": "brotli",
+                   "lz4_raw": "lz4", "none": "none", "uncompressed": "none"}
+# Spark's timestamp encodings -> pyarrow's options for the same.
+_PYARROW_TIMESTAMPS: dict[str, dict[str, Any]] = {
+    "INT96": {"use_deprecated_int96_timestamps": True},
+    "TIMESTAMP_MICROS": {"coerce_timestamps": "us"}}
+# Spark types that pyarrow writes to Parquet as Spark's own writer does (arrays of them too).
+# (``DataType.typeName()``: timestamp_ntz, maps, structs and intervals are not among them.)
+_PYARROW_TYPES = frozenset({"boolean", "byte", "short", "integer", "long", "float", "double",
+                            "string", "binary", "date", "timestamp", "decimal"})
 
 
 class WriteError(Exception):
@@ -62,6 +79,27 @@ class TableName:
 
     def __str__(self) -> str:
         return f"{self.database}.{self.table}"
+
+
+@dataclass(frozen=True)
+class Output:
+    """The job's scored rows, not computed yet, and the two ways of writing them.
+
+    Attributes:
+        schema: the scored rows' schema.
+        frame: the scored rows, for Spark's writer.
+        given: read after the job: the rows the query gave the model.
+        written: read after ``frame`` was written: the rows that reached Spark's writer.
+        files: runs the job with each Python worker writing its rows as Parquet files
+            (``spark_score.write_parquet``) into a local folder, with the given
+            ``ParquetWriter`` options; returns the rows written.
+    """
+
+    schema: StructType
+    frame: Callable[[], DataFrame]
+    given: Callable[[], int]
+    written: Callable[[], int]
+    files: Callable[[Path, dict[str, Any]], int]
 
 
 @dataclass
@@ -97,20 +135,19 @@ def _details(spark: SparkSession, name: TableName) -> dict[str, str]:
     return {str(r["col_name"]): str(r["data_type"]) for r in rows if r["col_name"]}
 
 
-def write_atomically(spark: SparkSession, scored: DataFrame, dest: TableName, *,
-                     existing: TableInfo | None, mode: str,
-                     counts: Callable[[], tuple[int, int]], say: Callable[[str], None]) -> int:
-    """Write ``scored`` to ``dest`` through a staging table; returns the rows written.
+def write_atomically(spark: SparkSession, output: Output, dest: TableName, *,
+                     existing: TableInfo | None, mode: str, say: Callable[[str], None]) -> int:
+    """Write ``output`` to ``dest`` through a staging table; returns the rows written.
+
+    The rows the query gave the model and the rows written to the staging table are both
+    counted by the write job itself (no second pass over the data); they must agree.
 
     Args:
         spark: the session.
-        scored: the job's output (running it runs the model).
+        output: the job's output (running it runs the model).
         dest: the destination table.
         existing: what ``describe_table`` found at ``dest`` (checked by the caller).
         mode: ``overwrite`` or ``append``.
-        counts: read after the staging write: the rows the query gave the model and the rows
-            that reached the staging table's writer, both counted by the write job itself
-            (Spark observations: no second pass over the data). They must agree.
         say: progress reporter.
 
     Raises:
@@ -125,8 +162,8 @@ def write_atomically(spark: SparkSession, scored: DataFrame, dest: TableName, *,
     swapped = False
     try:
         say(f"scoring into staging table {staging.name}")
-        _write_staging(spark, scored, staging, existing, mode)
-        rows = _check_staging(staging, *counts())
+        written = _write_staging(spark, output, staging, existing, mode)
+        rows = _check_staging(staging, output.given(), written)
         say(f"staging table complete: {rows} rows; {_verb(existing, mode)} {dest}")
         _swap(spark, staging, dest, existing, mode)
         swapped = True
@@ -165,14 +202,55 @@ def _staging_for(spark: SparkSession, dest: TableName, existing: TableInfo | Non
     return _Staging(name, folder, [folder])
 
 
-def _write_staging(spark: SparkSession, scored: DataFrame, staging: _Staging,
-                   existing: TableInfo | None, mode: str) -> None:
+def _write_staging(spark: SparkSession, output: Output, staging: _Staging,
+                   existing: TableInfo | None, mode: str) -> int:
+    """Write the staging table; returns the rows written."""
     fmt = existing.provider.lower() if existing is not None else "parquet"
-    writer = scored.write.format(fmt)
-    if existing is not None and mode == "overwrite":
-        # External, so dropping the staging table later keeps the folder the destination uses.
+    # External when it replaces a destination's data, so that dropping the staging table
+    # later keeps the folder the destination then uses.
+    external = existing is not None and mode == "overwrite"
+    folder = _local_folder(spark, staging.folder)
+    options = _pyarrow_options(spark, output.schema)
+    if fmt == "parquet" and folder is not None and options is not None:
+        spark.catalog.createTable(str(staging.name), path=staging.folder if external else None,
+                                  source="parquet", schema=output.schema)
+        rows = output.files(folder, options)
+        spark.sql(f"REFRESH TABLE {staging.name.sql}")
+        return rows
+    writer = output.frame().write.format(fmt)
+    if external:
         writer = writer.option("path", staging.folder)
     writer.saveAsTable(staging.name.sql)
+    return output.written()
+
+
+def _local_folder(spark: SparkSession, uri: str) -> Path | None:
+    """The folder at ``uri`` if every Python worker can write it: local mode, local files."""
+    parts = urlsplit(uri)
+    if not str(spark.sparkContext.master).startswith("local") or parts.scheme not in ("", "file"):
+        return None
+    return Path(unquote(parts.path))
+
+
+def _pyarrow_options(spark: SparkSession, schema: StructType) -> dict[str, Any] | None:
+    """``ParquetWriter`` options that write ``schema`` as the session's Spark would; None if
+    pyarrow cannot (another codec or timestamp encoding, the legacy format, a map, ...)."""
+    conf = spark.conf
+    codec = _PYARROW_CODECS.get(str(conf.get("spark.sql.parquet.compression.codec")).lower())
+    timestamps = _PYARROW_TIMESTAMPS.get(str(conf.get("spark.sql.parquet.outputTimestampType")))
+    legacy = str(conf.get("spark.sql.parquet.writeLegacyFormat")).lower() == "true"
+    if codec is None or timestamps is None or legacy \
+            or not all(_pyarrow_writes(f.dataType) for f in schema.fields):
+        return None
+    return {"compression": codec, "store_decimal_as_integer": True, **timestamps}
+
+
+def _pyarrow_writes(kind: DataType) -> bool:
+    from pyspark.sql.types import ArrayType
+
+    if isinstance(kind, ArrayType):
+        return _pyarrow_writes(kind.elementType)
+    return kind.typeName() in _PYARROW_TYPES
 
 
 def _check_staging(staging: _Staging, query_rows: int, written: int) -> int:
