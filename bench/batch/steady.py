@@ -13,8 +13,10 @@ The jobs, each writing a new Parquet table (dropped afterwards, outside the cloc
 * ``copy``: the query copied into a table, its rows counted by the write job (an observation),
   no Python step: the ceiling of any Spark job;
 * ``no-op``: the columns pymlc reads (``trip_id`` and the four inputs) through a ``mapInArrow``
-  that yields ``trip_id`` and one computed double: the floor of *any* Python step (Spark's
-  Arrow conversion both ways, the Python workers), the model excluded;
+  that computes ``trip_id`` and one double and, as pymlc's workers do in local mode, writes
+  them as the table's Parquet files itself (``spark_score.write_parquet``): the floor of
+  pymlc's data path (Spark's Arrow conversion, the Python workers, the files), the model,
+  its checks and the metastore excluded;
 * each model: ``pymlc``'s own driver (``spark_driver.main``) in this process, joining the
   session: the query check, warm-up, staging table and swap included, as in ``pymlc batch``.
 
@@ -24,6 +26,7 @@ worker start-up, first model loads). Progress and Spark's own output go to stder
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +47,7 @@ def main() -> None:
     from pyspark.sql import functions as F
 
     from pymlc.runtime_stub import spark_driver
+    from pymlc.runtime_stub.spark_score import write_parquet
     from pymlc.runtime_stub.spark_session import start_session
 
     query, warehouse = sys.argv[1], Path(sys.argv[2])
@@ -67,8 +71,15 @@ def main() -> None:
         return write(spark.sql(query), table)
 
     def no_op_job(table: str) -> int:
-        frame = spark.sql(query).select("trip_id", *INPUTS)
-        return write(frame.mapInArrow(no_op, "trip_id bigint, fare double"), table)
+        files = warehouse / f"{table}.files"  # external: left for the run's end to delete
+        spark.sql(f"CREATE TABLE {table} (trip_id BIGINT, fare DOUBLE) USING parquet"
+                  f" LOCATION '{files}'")
+        fn = functools.partial(write_parquet, score=no_op, folder=str(files),
+                               options={"compression": "snappy"})
+        frame = spark.sql(query).select("trip_id", *INPUTS).mapInArrow(fn, "rows BIGINT")
+        rows = sum(int(r["rows"]) for r in frame.collect())
+        spark.sql(f"REFRESH TABLE {table}")
+        return rows
 
     def pymlc(spec: Path) -> Job:
         config = generate(spec) / "model.json"

@@ -231,6 +231,7 @@ def _count(observation: Any) -> int:
 
 def _output(spark: SparkSession, config: ModelConfig, root: Path, source: DataFrame,
             plan: JobPlan, rows: Any) -> Output:
+    """The job's output, not computed yet: the query's inputs cast, scored by the model."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
