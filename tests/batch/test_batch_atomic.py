@@ -170,3 +170,20 @@ def test_the_next_job_removes_stale_debris_of_a_killed_job(
         & set(names)
     assert spark.table("debris.fares").count() == 50
     assert spark.table("debris.renamed").count() == 1
+
+
+def test_a_query_without_rows_writes_an_empty_table(spark: Any, fare_config: Path,
+                                                    trips_parquet: tuple[Path, Any]) -> None:
+    parquet, _ = trips_parquet
+    assert _run(fare_config, _query(parquet, 0), "empty.fares") == 0
+    assert spark.table("empty.fares").count() == 0
+    assert [f.name for f in spark.table("empty.fares").schema.fields] == ["trip_id", "fare"]
+    assert _run(fare_config, _query(parquet, 10), "empty.fares") == 0
+    assert _run(fare_config, _query(parquet, 0), "empty.fares", mode="append") == 0
+    assert spark.table("empty.fares").count() == 10
+    assert _run(fare_config, _query(parquet, 0), "empty.fares") == 0
+    assert spark.table("empty.fares").count() == 0
+    location = spark.sql("DESCRIBE TABLE EXTENDED empty.fares").where(
+        "col_name = 'Location'").collect()[0]["data_type"]
+    assert Path(location.removeprefix("file:")).is_dir()  # as Spark's writer leaves it
+    _no_debris(spark, "empty")
