@@ -203,6 +203,51 @@ def test_batch_image_has_java_spark_and_runtime(engine: Any, digit_batch: dict[s
     assert spark.strip() == "4.3.0"
 
 
+def test_the_batch_image_scores_a_query_into_a_table(engine: Any, digit_batch: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    """The containerized job as a user runs it: its entry point, a mounted folder holding the
+    query's Parquet file and the warehouse, no network; the same outputs as in-process."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.datasets import load_digits
+
+    from pymlc.compiler.write import write_tree
+    from pymlc.runtime_stub.config import ModelConfig
+    from pymlc.runtime_stub.predict import Predictor
+
+    pixels = load_digits().images[:300].astype(np.float32)
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o777)  # the image's own user writes the warehouse here
+    pq.write_table(pa.table({"pixels": pa.array(pixels.tolist(),
+                                                pa.list_(pa.list_(pa.float32())))}),
+                   data / "images.parquet")
+    log = engine.containers.run(
+        digit_batch["image"], ["--query", "SELECT pixels FROM parquet.`/data/images.parquet`",
+                               "--output-table", "scores.digits", "--warehouse", "/data/wh"],
+        volumes={str(data): {"bind": "/data", "mode": "rw"}}, network_mode="none",
+        remove=True, stdout=False, stderr=True).decode()
+    assert "done: 300 rows written to scores.digits" in log, log
+
+    files = sorted((data / "wh" / "scores.db" / "digits").glob("*.parquet"))
+    assert files and all(pq.ParquetFile(f).metadata.created_by.startswith("parquet-cpp-arrow")
+                         for f in files)  # written by the container's Python workers
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    assert table.column_names == ["label", "probabilities"]
+    write_tree(tmp_path / "generated", compile_spec(SPECS / "digit-net" / "pyml.yaml").artifacts)
+    predictor = Predictor(ModelConfig.load(tmp_path / "generated" / "model.json"),
+                          SPECS / "digit-net")
+    want = predictor.predict_tensors({"pixels": pixels})
+    # Rows may come back in another order (the job spreads them over the container's cores):
+    # every row must match a row of the other side, with the same label.
+    labels = np.array(table["label"].to_pylist())
+    probabilities = np.array(table["probabilities"].to_pylist(), dtype=np.float32)
+    assert sorted(labels.tolist()) == sorted(want["label"].tolist())
+    distance = np.abs(probabilities[:, None, :] - want["probabilities"][None, :, :]).max(axis=2)
+    close = (distance <= 1e-5) & (labels[:, None] == want["label"][None, :])
+    assert close.any(axis=1).all() and close.any(axis=0).all()
+
+
 def test_serving_image_of_a_dataframe_model(engine: Any, fare_serving: BuiltImage) -> None:
     spec = SPECS / "fare-estimator" / "pyml.yaml"
     assert fare_serving.tags[0] == "registry.example.com/ml/fare-estimator:1.4.0"
