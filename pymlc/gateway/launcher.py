@@ -166,7 +166,9 @@ class Launcher:
 
     def containers(self) -> list[Any]:
         """Every container of this gateway that the engine knows, running or not."""
-        return list(self.client.containers.list(all=True,
+        # ignore_removed: one removed between the engine's listing and its inspection (an
+        # idle container stopping) is gone, not an error.
+        return list(self.client.containers.list(all=True, ignore_removed=True,
                                                 filters={"label": f"{LABEL}={self.instance}"}))
 
     # --- Backend -----------------------------------------------------------------------

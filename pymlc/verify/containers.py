@@ -78,7 +78,8 @@ class ContainerRun:
         import docker
 
         removed = []
-        found = self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.run_id}"})
+        found = self.client.containers.list(all=True, ignore_removed=True,
+                                            filters={"label": f"{LABEL}={self.run_id}"})
         for container in found:
             try:
                 container.remove(force=True)

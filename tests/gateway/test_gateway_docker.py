@@ -86,7 +86,7 @@ class Gateway(Process):
         return _processes("haproxy", str(self.state))
 
     def containers(self) -> list[Any]:
-        return list(self.engine.containers.list(all=True,
+        return list(self.engine.containers.list(all=True, ignore_removed=True,
                                                 filters={"label": f"{LABEL}={self.instance}"}))
 
     def running(self, model: str) -> list[Any]:
@@ -312,7 +312,8 @@ def test_haproxys_own_start_failure_is_reported(routes: Path, engine: Any,
 def _assert_left_nothing(engine: Any, stderr: str, state: str) -> None:
     instance = next(line.split()[2].rstrip(":") for line in stderr.splitlines()
                     if "labelled" in line)
-    assert engine.containers.list(all=True, filters={"label": f"{LABEL}={instance}"}) == []
+    assert engine.containers.list(all=True, ignore_removed=True,
+                                  filters={"label": f"{LABEL}={instance}"}) == []
     assert _processes("haproxy", state) == []
     assert not any(Path(state).iterdir())
 

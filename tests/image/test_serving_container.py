@@ -69,7 +69,7 @@ def containers(engine: Any) -> Iterator[list[Any]]:
     yield started
     for container in started:
         container.remove(force=True)
-    assert not engine.containers.list(all=True, filters={"label": LABEL})
+    assert not engine.containers.list(all=True, ignore_removed=True, filters={"label": LABEL})
 
 
 def _shared_folder(folder: Path) -> Path:

@@ -89,7 +89,7 @@ def broken_spec(tmp_path_factory: pytest.TempPathFactory, fare_trained: Path) ->
 @pytest.fixture(autouse=True)
 def no_containers_left(engine: Any) -> Any:
     yield
-    left = engine.containers.list(all=True, filters={"label": LABEL})
+    left = engine.containers.list(all=True, ignore_removed=True, filters={"label": LABEL})
     assert not left, [c.name for c in left]
 
 
@@ -179,7 +179,7 @@ def test_sigterm_removes_the_runs_containers(engine: Any, broken_spec: Path) -> 
                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 600
-        while not engine.containers.list(filters={"label": LABEL}):
+        while not engine.containers.list(ignore_removed=True, filters={"label": LABEL}):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no verify container started"
             time.sleep(0.5)
