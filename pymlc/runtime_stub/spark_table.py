@@ -12,7 +12,8 @@ query reached it (counted by the write job itself), and only then touches the de
 * append: the staging rows are inserted into the destination, after staging completed.
 
 In local mode a Parquet staging table's files are written by the Python workers themselves
-(``Output.files``); otherwise, and for ORC, by Spark's writer (``Output.frame``).
+(``Output.files``) whenever pyarrow writes them as Spark would (``_pyarrow_options``);
+otherwise, for ORC and on a cluster, Spark's writer writes them (``Output.frame``).
 
 Whatever happens, the staging table is dropped and its folder deleted. A job killed outright
 (``kill -9``) cannot clean up; the next job against the same database removes its debris once it

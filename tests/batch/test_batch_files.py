@@ -90,9 +90,9 @@ def test_the_workers_write_every_type_as_spark_would(
     columns = list(WRITTEN_ALIKE)
     assert _rows(spark.table("files.alike"), columns) == _rows(spark.sql(query), columns)
     files = _files(spark, "files.alike")
-    assert len(files) == 2  # one per partition of the query: local[2]
+    assert files and all(pq.ParquetFile(f).metadata.created_by.startswith("parquet-cpp-arrow")
+                         for f in files)  # the workers wrote them, one per task with rows
     written = pq.ParquetFile(files[0])
-    assert written.metadata.created_by.startswith("parquet-cpp-arrow")
     schema = written.schema
     physical = {schema.column(i).name: schema.column(i).physical_type
                 for i in range(len(schema)) if schema.column(i).max_repetition_level == 0}
