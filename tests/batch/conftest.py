@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -57,6 +58,15 @@ class FailingModel(DataFrameModel):
         features = df.assign(city=df["city"].fillna("unknown"))
         return pd.DataFrame({{"fare": self.pipeline.predict(features).astype("float64")}})
 """
+
+
+def table_folder(spark: Any, table: str) -> Path:
+    """The local folder holding ``table``'s files (its metastore location)."""
+    from pymlc.runtime_stub.spark_table import TableName, describe_table
+
+    found = describe_table(spark, TableName.parse(table))
+    assert found is not None, f"no table {table}"
+    return Path(found.location.removeprefix("file:"))
 
 
 def _require_java() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import FARE
+from conftest import FARE, table_folder
 
 from pymlc.compiler.pipeline import compile_spec
 from pymlc.compiler.write import write_tree
@@ -64,9 +64,7 @@ def _query(parquet: Path, columns: dict[str, str]) -> str:
 
 
 def _files(spark: Any, table: str) -> list[Path]:
-    location = spark.sql(f"DESCRIBE TABLE EXTENDED {table}").where(
-        "col_name = 'Location'").collect()[0]["data_type"]
-    return sorted(Path(location.removeprefix("file:")).glob("*.parquet"))
+    return sorted(table_folder(spark, table).glob("*.parquet"))
 
 
 def _rows(frame: Any, columns: list[str]) -> list[tuple[Any, ...]]:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
+from conftest import ROOT, table_folder
 from sklearn.datasets import load_digits
 
 from pymlc.compiler.pipeline import compile_spec
@@ -154,7 +154,7 @@ def test_digits_from_nested_lists_are_scored_like_in_process(
     table = spark.table("digits.scores")
     assert table.schema.simpleString() == \
         "struct<image_id:bigint,label:bigint,probabilities:array<float>>"
-    rows = pq.read_table(_location(spark, "digits.scores")).sort_by("image_id")
+    rows = pq.read_table(table_folder(spark, "digits.scores")).sort_by("image_id")
     assert rows.column("image_id").to_pylist() == list(range(0, ROWS * 10, 10))
     predictor = Predictor(ModelConfig.load(digits_spec / "generated" / "model.json"),
                           digits_spec)
@@ -196,9 +196,3 @@ def test_a_sample_of_the_wrong_size_fails_the_job_and_writes_nothing(
     assert "InputError: pixels: 1 row(s) have 7 values at dimension 1, but shape [-1, 8, 8]" \
         " needs 8" in err
     assert not spark.catalog.databaseExists("ragged")
-
-
-def _location(spark: Any, table: str) -> str:
-    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {table}").collect()
-    return next(str(r["data_type"]) for r in rows if r["col_name"] == "Location") \
-        .removeprefix("file:")
