@@ -32,10 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ROOT_ENV, ConfigError, ModelConfig, model_root_from_env
 from .spark_plan import Column, JobPlan, PlanError, TableInfo, check_destination, plan_job
+from .spark_scan import FileScan, plan_scan, score_files
 from .spark_score import PASSTHROUGH_PREFIX, score_batches, warm_up, write_parquet
 from .spark_session import (
     DEFAULT_WAREHOUSE,
     Progress,
+    batch_rows,
     elapsed,
     start_session,
     warn,
@@ -237,11 +239,6 @@ def _output(spark: SparkSession, config: ModelConfig, root: Path, source: DataFr
     from pyspark.sql import types as T
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    # Safe casts (narrower types of the same family) happen here, in Spark.
-    selected = [F.col(_quoted(source)).cast(spark_type).alias(field.name)
-                for source, field, spark_type in plan.inputs]
-    selected += [F.col(_quoted(source)).alias(PASSTHROUGH_PREFIX + name)
-                 for source, name in plan.passthrough]
     schema = T.StructType([T.StructField(c.name, _parse_type(c.spark_type), True)
                            for c in plan.output])
     arrow_schema = to_arrow_schema(
@@ -259,16 +256,50 @@ def _output(spark: SparkSession, config: ModelConfig, root: Path, source: DataFr
                                   nullable=tuple(f.nullable for f in config.outputs))
     given, written = Observation(), Observation()
     one = F.count(F.lit(1)).alias("rows")
-    # Both counts are taken by the write job itself: no second pass over the data.
-    queried = _spread(spark, source.select(*selected)).observe(given, one)
 
-    def files(folder: Path, options: dict[str, Any]) -> int:
+    @functools.cache
+    def queried() -> DataFrame:
+        """The query's columns as the workers take them, when Spark reads the query."""
+        # Safe casts (narrower types of the same family) happen here, in Spark.
+        selected = [F.col(_quoted(column)).cast(spark_type).alias(field.name)
+                    for column, field, spark_type in plan.inputs]
+        selected += [F.col(_quoted(column)).alias(PASSTHROUGH_PREFIX + name)
+                     for column, name in plan.passthrough]
+        # Both counts are taken by the write job itself: no second pass over the data.
+        return _spread(spark, source.select(*selected)).observe(given, one)
+
+    def files(folder: Path, options: dict[str, Any]) -> tuple[int, int]:
+        scan = plan_scan(spark, source, plan, batch_rows(spark))
+        if isinstance(scan, FileScan):
+            warn(f"the Python workers read the query's {_plural(scan.files, 'Parquet file')}"
+                 f" themselves ({scan.rows} rows, {_plural(len(scan.tasks), 'task')})")
+            return scan.rows, _read_files(spark, scan, score, folder, options)
+        warn(f"Spark reads the query for the Python workers: {scan}")
         fn = functools.partial(write_parquet, score=score, folder=str(folder), options=options)
-        return sum(int(r["rows"]) for r in queried.mapInArrow(fn, "rows BIGINT").collect())
+        rows = sum(int(r["rows"]) for r in queried().mapInArrow(fn, "rows BIGINT").collect())
+        return _count(given), rows
 
     return Output(schema=schema,
-                  frame=lambda: queried.mapInArrow(score, schema).observe(written, one),
-                  given=lambda: _count(given), written=lambda: _count(written), files=files)
+                  frame=lambda: queried().mapInArrow(score, schema).observe(written, one),
+                  counts=lambda: (_count(given), _count(written)), files=files)
+
+
+def _read_files(spark: SparkSession, scan: FileScan, score: Any, folder: Path,
+                options: dict[str, Any]) -> int:
+    """Run ``scan``: one task per entry of ``scan.tasks``, each reading, scoring and writing
+    its pieces; returns the rows written."""
+    tasks = len(scan.tasks)
+    if not tasks:
+        return 0
+    fn = functools.partial(score_files, scan=scan, rows_per_batch=batch_rows(spark),
+                           score=score, folder=str(folder), options=options)
+    # One id per partition: the partition id picks the task's pieces.
+    job = spark.range(0, tasks, 1, tasks).mapInArrow(fn, "rows BIGINT")
+    return sum(int(r["rows"]) for r in job.collect())
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def _spread(spark: SparkSession, frame: DataFrame) -> DataFrame:

@@ -82,6 +82,11 @@ def start_session(*, app: str, master: str | None, warehouse: Path,
     return spark, started
 
 
+def batch_rows(spark: SparkSession) -> int:
+    """The rows per Arrow batch handed to the model in this session (set by ``start_session``)."""
+    return int(str(spark.conf.get(_ARROW_BATCH, "10000")))
+
+
 def _split_files(spark: SparkSession) -> None:
     """Split input files into about eight tasks per core (at least 1 MB each).
 

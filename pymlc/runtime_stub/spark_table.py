@@ -89,18 +89,17 @@ class Output:
     Attributes:
         schema: the scored rows' schema.
         frame: the scored rows, for Spark's writer.
-        given: read after the job: the rows the query gave the model.
-        written: read after ``frame`` was written: the rows that reached Spark's writer.
+        counts: read after ``frame`` was written: the rows the query gave the model and
+            the rows that reached Spark's writer.
         files: runs the job with each Python worker writing its rows as Parquet files
             (``spark_score.write_parquet``) into a local folder, with the given
-            ``ParquetWriter`` options; returns the rows written.
+            ``ParquetWriter`` options; returns the same two counts.
     """
 
     schema: StructType
     frame: Callable[[], DataFrame]
-    given: Callable[[], int]
-    written: Callable[[], int]
-    files: Callable[[Path, dict[str, Any]], int]
+    counts: Callable[[], tuple[int, int]]
+    files: Callable[[Path, dict[str, Any]], tuple[int, int]]
 
 
 @dataclass
@@ -163,8 +162,8 @@ def write_atomically(spark: SparkSession, output: Output, dest: TableName, *,
     swapped = False
     try:
         say(f"scoring into staging table {staging.name}")
-        written = _write_staging(spark, output, staging, existing, mode)
-        rows = _check_staging(staging, output.given(), written)
+        given, written = _write_staging(spark, output, staging, existing, mode)
+        rows = _check_staging(staging, given, written)
         say(f"staging table complete: {rows} rows; {_verb(existing, mode)} {dest}")
         _swap(spark, staging, dest, existing, mode)
         swapped = True
@@ -204,8 +203,8 @@ def _staging_for(spark: SparkSession, dest: TableName, existing: TableInfo | Non
 
 
 def _write_staging(spark: SparkSession, output: Output, staging: _Staging,
-                   existing: TableInfo | None, mode: str) -> int:
-    """Write the staging table; returns the rows written."""
+                   existing: TableInfo | None, mode: str) -> tuple[int, int]:
+    """Write the staging table; returns the rows the query gave and the rows written."""
     fmt = existing.provider.lower() if existing is not None else "parquet"
     # External when it replaces a destination's data, so that dropping the staging table
     # later keeps the folder the destination then uses.
@@ -215,14 +214,14 @@ def _write_staging(spark: SparkSession, output: Output, staging: _Staging,
     if fmt == "parquet" and folder is not None and options is not None:
         spark.catalog.createTable(str(staging.name), path=staging.folder if external else None,
                                   source="parquet", schema=output.schema)
-        rows = output.files(folder, options)
+        counts = output.files(folder, options)
         spark.sql(f"REFRESH TABLE {staging.name.sql}")
-        return rows
+        return counts
     writer = output.frame().write.format(fmt)
     if external:
         writer = writer.option("path", staging.folder)
     writer.saveAsTable(staging.name.sql)
-    return output.written()
+    return output.counts()
 
 
 def _local_folder(spark: SparkSession, uri: str) -> Path | None:
