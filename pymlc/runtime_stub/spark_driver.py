@@ -10,7 +10,8 @@ The generated ``batch_job.py`` calls :func:`main`. Steps, in this order:
    ``batch.rows_per_batch`` rows, the model loaded once per Python worker (warmed up by a tiny
    background job while step 2 runs), every batch through the server's own ``Predictor`` call
    (``predict_columns``, or ``predict_tensors`` for tensor models: one query row per sample,
-   see ``spark_tensor``), passthrough columns beside;
+   see ``spark_tensor``), passthrough columns beside. In local mode a plain query over Parquet
+   files is read by the workers themselves instead (``spark_scan``);
 4. write a staging table (in local mode its Parquet files are written by the workers
    themselves), check that every query row reached it (counted by the write job itself),
    swap it in (see ``spark_table``).
