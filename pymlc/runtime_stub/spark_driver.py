@@ -40,6 +40,7 @@ from .spark_session import (
     Progress,
     batch_rows,
     elapsed,
+    large_var_types,
     start_session,
     warn,
 )
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-_LARGE_VAR_TYPES = "spark.sql.execution.arrow.useLargeVarTypes"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The last "SomeError: message" line of a Python traceback relayed by Spark.
 _PYTHON_ERROR = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$", re.MULTILINE)
@@ -244,7 +244,7 @@ def _output(spark: SparkSession, config: ModelConfig, root: Path, source: DataFr
                            for c in plan.output])
     arrow_schema = to_arrow_schema(
         schema, timezone=spark.conf.get("spark.sql.session.timeZone"),
-        prefers_large_types=spark.conf.get(_LARGE_VAR_TYPES, "false") == "true")
+        prefers_large_types=large_var_types(spark))
     common: dict[str, Any] = {
         "config_path": str(config.path), "model_root": str(root.resolve()),
         "inputs": tuple(f.name for _, f, _ in plan.inputs),
@@ -292,8 +292,8 @@ def _read_files(spark: SparkSession, scan: FileScan, score: Any, folder: Path,
     tasks = len(scan.tasks)
     if not tasks:
         return 0
-    fn = functools.partial(score_files, scan=scan, rows_per_batch=batch_rows(spark),
-                           score=score, folder=str(folder), options=options)
+    fn = functools.partial(score_files, scan=scan, score=score, folder=str(folder),
+                           options=options)
     # One id per partition: the partition id picks the task's pieces.
     job = spark.range(0, tasks, 1, tasks).mapInArrow(fn, "rows BIGINT")
     return sum(int(r["rows"]) for r in job.collect())

@@ -30,12 +30,13 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
 from .spark_plan import JobPlan
 from .spark_score import PASSTHROUGH_PREFIX, write_parquet
+from .spark_session import large_var_types
+from .spark_table import local_path
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -92,6 +93,7 @@ class FileScan:
     columns: tuple[ReadColumn, ...]
     rows: int
     files: int
+    rows_per_batch: int
 
 
 def plan_scan(spark: SparkSession, source: DataFrame, plan: JobPlan,
@@ -109,8 +111,6 @@ def plan_scan(spark: SparkSession, source: DataFrame, plan: JobPlan,
     """
     if str(spark.conf.get(READ_FILES, "true")).lower() == "false":
         return f"{READ_FILES} is false"
-    if not str(spark.sparkContext.master).startswith("local"):
-        return "the master is not local"
     for setting in _SPARK_READ_SETTINGS:
         if str(spark.conf.get(setting, "false")).lower() != "false":
             return f"{setting} is set"
@@ -126,10 +126,10 @@ def plan_scan(spark: SparkSession, source: DataFrame, plan: JobPlan,
         return columns
     paths = []
     for uri in uris:
-        parts = urlsplit(uri)
-        if parts.scheme not in ("", "file"):
-            return f"{uri} is not a local file"
-        paths.append(unquote(parts.path))
+        path = local_path(spark, uri)
+        if path is None:
+            return f"the workers cannot reach {uri} (a local master and local files are needed)"
+        paths.append(str(path))
     if len(paths) > MAX_FILES:
         return f"it reads {len(paths)} files, more than {MAX_FILES}"
     groups = _row_groups(paths, columns)
@@ -137,7 +137,8 @@ def plan_scan(spark: SparkSession, source: DataFrame, plan: JobPlan,
         return groups
     cores = spark.sparkContext.defaultParallelism
     tasks = _tasks(groups, cores=cores, rows_per_batch=rows_per_batch)
-    return FileScan(tasks, columns, sum(rows for _, _, rows in groups), len(paths))
+    return FileScan(tasks, columns, sum(rows for _, _, rows in groups), len(paths),
+                    rows_per_batch)
 
 
 def _relation(source: DataFrame) -> tuple[list[str], list[str]] | str:
@@ -187,7 +188,7 @@ def _columns(spark: SparkSession, source: DataFrame, plan: JobPlan,
     from pyspark.sql import types as T
     from pyspark.sql.pandas.types import to_arrow_type
 
-    large = str(spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")) == "true"
+    large = large_var_types(spark)
     fields = {f.name: (f.dataType, file) for f, file in zip(source.schema.fields, sources,
                                                              strict=True)}
     wanted = [(query, field.name, T._parse_datatype_string(spark_type))
@@ -302,7 +303,7 @@ def _as(array: pa.Array, arrow_type: pa.DataType) -> pa.Array:
     return array if array.type == arrow_type else array.cast(arrow_type)
 
 
-def score_files(tasks: Iterator[pa.RecordBatch], *, scan: FileScan, rows_per_batch: int,
+def score_files(tasks: Iterator[pa.RecordBatch], *, scan: FileScan,
                 score: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
                 folder: str, options: dict[str, Any]) -> Iterator[pa.RecordBatch]:
     """One task: read this partition's pieces, score them, write the staging file.
@@ -319,5 +320,5 @@ def score_files(tasks: Iterator[pa.RecordBatch], *, scan: FileScan, rows_per_bat
         pass
     context = TaskContext.get()
     pieces = scan.tasks[context.partitionId() if context else 0]
-    yield from write_parquet(read_pieces(pieces, scan.columns, rows_per_batch), score=score,
-                             folder=folder, options=options)
+    yield from write_parquet(read_pieces(pieces, scan.columns, scan.rows_per_batch),
+                             score=score, folder=folder, options=options)

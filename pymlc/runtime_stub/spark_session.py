@@ -27,6 +27,7 @@ __all__ = ["DEFAULT_WAREHOUSE", "Progress", "is_local", "start_session", "warn"]
 
 DEFAULT_WAREHOUSE = ".pyml-warehouse"
 _ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
+_LARGE_VAR_TYPES = "spark.sql.execution.arrow.useLargeVarTypes"
 
 
 def warn(message: str) -> None:
@@ -80,6 +81,11 @@ def start_session(*, app: str, master: str | None, warehouse: Path,
         spark.conf.set(_ARROW_BATCH, str(rows_per_batch))
     spark.catalog.databaseExists("default")  # opens the metastore now: part of start-up
     return spark, started
+
+
+def large_var_types(spark: SparkSession) -> bool:
+    """Whether this session's Arrow batches hold large strings and bytes (64-bit offsets)."""
+    return str(spark.conf.get(_LARGE_VAR_TYPES, "false")).lower() == "true"
 
 
 def batch_rows(spark: SparkSession) -> int:

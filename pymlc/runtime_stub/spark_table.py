@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pyspark.sql.types import DataType, StructType
 
 __all__ = ["STALE_AFTER", "Output", "TableName", "WriteError", "clean_debris", "describe_table",
-           "write_atomically"]
+           "local_path", "write_atomically"]
 
 STAGING_MARK = "__pyml_staging_"
 DATA_MARK = "__pyml_"  # folder of a replaced table's data: <table>__pyml_<job id>
@@ -209,7 +209,7 @@ def _write_staging(spark: SparkSession, output: Output, staging: _Staging,
     # External when it replaces a destination's data, so that dropping the staging table
     # later keeps the folder the destination then uses.
     external = existing is not None and mode == "overwrite"
-    folder = _local_folder(spark, staging.folder)
+    folder = local_path(spark, staging.folder)
     options = _pyarrow_options(spark, output.schema)
     if fmt == "parquet" and folder is not None and options is not None:
         spark.catalog.createTable(str(staging.name), path=staging.folder if external else None,
@@ -224,8 +224,8 @@ def _write_staging(spark: SparkSession, output: Output, staging: _Staging,
     return output.counts()
 
 
-def _local_folder(spark: SparkSession, uri: str) -> Path | None:
-    """The folder at ``uri`` if every Python worker can write it: local mode, local files."""
+def local_path(spark: SparkSession, uri: str) -> Path | None:
+    """The path at ``uri`` if every Python worker can reach it: local mode, local files."""
     parts = urlsplit(uri)
     if not str(spark.sparkContext.master).startswith("local") or parts.scheme not in ("", "file"):
         return None
