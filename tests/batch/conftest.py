@@ -22,6 +22,8 @@ import pytest
 
 from pymlc.compiler.pipeline import compile_spec
 from pymlc.compiler.write import write_tree
+from pymlc.runtime_stub.spark_driver import main
+from pymlc.runtime_stub.spark_table import STAGING_MARK
 
 ROOT = Path(__file__).resolve().parents[2]
 FARE = ROOT / "specs" / "fare-estimator"
@@ -67,6 +69,31 @@ def table_folder(spark: Any, table: str) -> Path:
     found = describe_table(spark, TableName.parse(table))
     assert found is not None, f"no table {table}"
     return Path(found.location.removeprefix("file:"))
+
+
+def run_job(config: Path, query: str, table: str, *, root: Path = FARE,
+            mode: str | None = None) -> int:
+    """Runs the batch driver in-process on the test session; returns its exit code."""
+    argv = ["--query", query, "--output-table", table, "--model-root", str(root)]
+    return main(argv + (["--mode", mode] if mode else []), config_path=config)
+
+
+def snapshot(spark: Any, table: str) -> list[tuple[Any, ...]]:
+    """The table's rows, sorted."""
+    return sorted(tuple(r) for r in spark.table(table).collect())
+
+
+def folders(spark: Any, database: str) -> list[str]:
+    """The names of the folders in ``database``'s location."""
+    location = spark.catalog.getDatabase(database).locationUri.removeprefix("file:")
+    return sorted(p.name for p in Path(location).iterdir())
+
+
+def no_debris(spark: Any, database: str) -> None:
+    """Asserts that no staging table or folder is left in ``database``."""
+    tables = [t.name for t in spark.catalog.listTables(database)]
+    assert not [t for t in tables if STAGING_MARK in t], tables
+    assert not [f for f in folders(spark, database) if STAGING_MARK in f]
 
 
 def _require_java() -> None:

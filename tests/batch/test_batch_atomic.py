@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FARE, make_failing_spec, table_folder
+from conftest import folders, make_failing_spec, no_debris, run_job, snapshot, table_folder
 
-from pymlc.runtime_stub.spark_driver import main
 from pymlc.runtime_stub.spark_table import STAGING_MARK
 
 pytestmark = pytest.mark.spark
@@ -23,45 +22,24 @@ def _query(parquet: Path, rows: int, *, extra: str = "") -> str:
             f" FROM parquet.`{parquet}` WHERE trip_id < {rows}")
 
 
-def _run(config: Path, query: str, table: str, *, root: Path = FARE, mode: str | None = None,
-         ) -> int:
-    argv = ["--query", query, "--output-table", table, "--model-root", str(root)]
-    return main(argv + (["--mode", mode] if mode else []), config_path=config)
-
-
-def _snapshot(spark: Any, table: str) -> list[tuple[Any, ...]]:
-    return sorted(tuple(r) for r in spark.table(table).collect())
-
-
-def _folders(spark: Any, database: str) -> list[str]:
-    location = spark.catalog.getDatabase(database).locationUri.removeprefix("file:")
-    return sorted(p.name for p in Path(location).iterdir())
-
-
-def _no_debris(spark: Any, database: str) -> None:
-    tables = [t.name for t in spark.catalog.listTables(database)]
-    assert not [t for t in tables if STAGING_MARK in t], tables
-    assert not [f for f in _folders(spark, database) if STAGING_MARK in f]
-
-
 def test_overwrite_and_append_replace_and_add_rows(spark: Any, fare_config: Path,
                                                    trips_parquet: tuple[Path, Any]) -> None:
     parquet, _ = trips_parquet
-    assert _run(fare_config, _query(parquet, 1000), "runs.fares") == 0
+    assert run_job(fare_config, _query(parquet, 1000), "runs.fares") == 0
     assert spark.table("runs.fares").count() == 1000
     assert [f.name for f in spark.table("runs.fares").schema.fields] == ["trip_id", "fare"]
-    assert _run(fare_config, _query(parquet, 500), "runs.fares", mode="append") == 0
+    assert run_job(fare_config, _query(parquet, 500), "runs.fares", mode="append") == 0
     assert spark.table("runs.fares").count() == 1500
-    first = _snapshot(spark, "runs.fares")
+    first = snapshot(spark, "runs.fares")
     assert len({row[0] for row in first}) == 1000  # the appended 500 repeat trip ids 0..499
-    assert _run(fare_config, _query(parquet, 700), "runs.fares") == 0
-    replaced = _snapshot(spark, "runs.fares")
+    assert run_job(fare_config, _query(parquet, 700), "runs.fares") == 0
+    replaced = snapshot(spark, "runs.fares")
     assert len(replaced) == 700
-    assert _run(fare_config, _query(parquet, 300), "runs.fares") == 0
-    assert _snapshot(spark, "runs.fares") == [r for r in replaced if r[0] < 300]
+    assert run_job(fare_config, _query(parquet, 300), "runs.fares") == 0
+    assert snapshot(spark, "runs.fares") == [r for r in replaced if r[0] < 300]
     # Each overwrite points the table at a new folder and deletes the old one.
-    assert len(_folders(spark, "runs")) == 1
-    _no_debris(spark, "runs")
+    assert len(folders(spark, "runs")) == 1
+    no_debris(spark, "runs")
 
 
 def test_a_safe_cast_in_the_query_scores_the_same(spark: Any, fare_config: Path,
@@ -73,9 +51,9 @@ def test_a_safe_cast_in_the_query_scores_the_same(spark: Any, fare_config: Path,
     wide = (f"SELECT trip_id, CAST(CAST(trip_distance_km AS FLOAT) AS DOUBLE) AS"
             f" trip_distance_km, city, pickup_hour, passengers FROM parquet.`{parquet}`"
             f" WHERE trip_id < 200")
-    assert _run(fare_config, narrow, "runs.narrow") == 0
-    assert _run(fare_config, wide, "runs.wide") == 0
-    assert _snapshot(spark, "runs.narrow") == _snapshot(spark, "runs.wide")
+    assert run_job(fare_config, narrow, "runs.narrow") == 0
+    assert run_job(fare_config, wide, "runs.wide") == 0
+    assert snapshot(spark, "runs.narrow") == snapshot(spark, "runs.wide")
 
 
 @pytest.mark.parametrize("mode", ["overwrite", "append"])
@@ -84,20 +62,20 @@ def test_a_model_failing_half_way_leaves_the_table_unchanged(
         fare_model: Path, mode: str, capsys: pytest.CaptureFixture[str]) -> None:
     parquet, _ = trips_parquet
     table = f"fails.{mode}"
-    assert _run(fare_config, _query(parquet, 1000), table) == 0
-    before, folders = _snapshot(spark, table), _folders(spark, "fails")
+    assert run_job(fare_config, _query(parquet, 1000), table) == 0
+    before, kept = snapshot(spark, table), folders(spark, "fails")
     failing = make_failing_spec(tmp_path / "failing", fare_model, fail_after=2_000)
     capsys.readouterr()
 
-    code = _run(failing, _query(parquet, 20_000), table, root=failing.parent.parent, mode=mode)
+    code = run_job(failing, _query(parquet, 20_000), table, root=failing.parent.parent, mode=mode)
 
     err = capsys.readouterr().err
     assert code == 1
     assert "RuntimeError: deliberate failure after 2100 rows" in err
     assert f"{table} was left as it was" in err
-    assert _snapshot(spark, table) == before
-    assert _folders(spark, "fails") == folders
-    _no_debris(spark, "fails")
+    assert snapshot(spark, table) == before
+    assert folders(spark, "fails") == kept
+    no_debris(spark, "fails")
 
 
 def test_a_null_in_a_non_nullable_input_fails_the_job_and_writes_nothing(
@@ -107,7 +85,7 @@ def test_a_null_in_a_non_nullable_input_fails_the_job_and_writes_nothing(
     query = (f"SELECT trip_id, trip_distance_km, city, IF(trip_id = 77, NULL, pickup_hour)"
              f" AS pickup_hour, passengers FROM parquet.`{parquet}` WHERE trip_id < 1000")
     capsys.readouterr()
-    assert _run(fare_config, query, "nulls.fares") == 1
+    assert run_job(fare_config, query, "nulls.fares") == 1
     err = capsys.readouterr().err
     assert "InputError: pickup_hour: 1 null value(s), but the column is not nullable" in err
     assert not spark.catalog.databaseExists("nulls")  # created for the job, dropped again
@@ -121,7 +99,7 @@ def test_a_destination_with_other_columns_is_refused_before_any_work(
     spark.sql("CREATE TABLE other.fares (trip_id BIGINT, fare FLOAT) USING parquet")
     spark.sql("INSERT INTO other.fares VALUES (1, 2.5)")
     capsys.readouterr()
-    assert _run(fare_config, _query(parquet, 100), "other.fares") == 1
+    assert run_job(fare_config, _query(parquet, 100), "other.fares") == 1
     err = capsys.readouterr().err
     assert "has columns (trip_id BIGINT, fare FLOAT) but the job writes (trip_id BIGINT," \
         " fare DOUBLE)" in err
@@ -139,7 +117,7 @@ def test_the_next_job_removes_stale_debris_of_a_killed_job(
         spark: Any, fare_config: Path, trips_parquet: tuple[Path, Any],
         capsys: pytest.CaptureFixture[str]) -> None:
     parquet, _ = trips_parquet
-    assert _run(fare_config, _query(parquet, 100), "debris.fares") == 0
+    assert run_job(fare_config, _query(parquet, 100), "debris.fares") == 0
     base = Path(spark.catalog.getDatabase("debris").locationUri.removeprefix("file:"))
     # What `kill -9` leaves: a staging table with its folder, a half-written staging folder,
     # replaced data never deleted; and a staging folder of a job running right now.
@@ -158,13 +136,13 @@ def test_the_next_job_removes_stale_debris_of_a_killed_job(
         _age(folder, 3600)
     capsys.readouterr()
 
-    assert _run(fare_config, _query(parquet, 50), "debris.fares") == 0
+    assert run_job(fare_config, _query(parquet, 50), "debris.fares") == 0
 
     err = capsys.readouterr().err
     assert f"dropping staging table debris.{staging} left by an earlier job" in err
     assert err.count("left by an earlier job") == 3, err
     assert not spark.catalog.tableExists(f"debris.{staging}")
-    names = _folders(spark, "debris")
+    names = folders(spark, "debris")
     assert running.name in names and kept.name in names
     assert not {staging, f"fares{STAGING_MARK}00000000beef", "fares__pyml_00000000cafe"} \
         & set(names)
@@ -175,13 +153,13 @@ def test_the_next_job_removes_stale_debris_of_a_killed_job(
 def test_a_query_without_rows_writes_an_empty_table(spark: Any, fare_config: Path,
                                                     trips_parquet: tuple[Path, Any]) -> None:
     parquet, _ = trips_parquet
-    assert _run(fare_config, _query(parquet, 0), "empty.fares") == 0
+    assert run_job(fare_config, _query(parquet, 0), "empty.fares") == 0
     assert spark.table("empty.fares").count() == 0
     assert [f.name for f in spark.table("empty.fares").schema.fields] == ["trip_id", "fare"]
-    assert _run(fare_config, _query(parquet, 10), "empty.fares") == 0
-    assert _run(fare_config, _query(parquet, 0), "empty.fares", mode="append") == 0
+    assert run_job(fare_config, _query(parquet, 10), "empty.fares") == 0
+    assert run_job(fare_config, _query(parquet, 0), "empty.fares", mode="append") == 0
     assert spark.table("empty.fares").count() == 10
-    assert _run(fare_config, _query(parquet, 0), "empty.fares") == 0
+    assert run_job(fare_config, _query(parquet, 0), "empty.fares") == 0
     assert spark.table("empty.fares").count() == 0
     assert table_folder(spark, "empty.fares").is_dir()  # as Spark's writer leaves it
-    _no_debris(spark, "empty")
+    no_debris(spark, "empty")

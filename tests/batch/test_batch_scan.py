@@ -13,9 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import FARE, make_failing_spec, trips
+from conftest import make_failing_spec, no_debris, run_job, snapshot, trips
 
-from pymlc.runtime_stub.spark_driver import main
 from pymlc.runtime_stub.spark_scan import (
     READ_FILES,
     Piece,
@@ -24,7 +23,6 @@ from pymlc.runtime_stub.spark_scan import (
     _tasks,
     read_pieces,
 )
-from pymlc.runtime_stub.spark_table import STAGING_MARK
 
 WORKERS_READ = "the Python workers read the query's"
 SPARK_READS = "Spark reads the query for the Python workers: "
@@ -106,16 +104,6 @@ def read_files(spark: Any) -> Iterator[Any]:
     spark.conf.unset(READ_FILES)
 
 
-def _run(query: str, table: str, config: Path, *, root: Path = FARE,
-         mode: str | None = None) -> int:
-    argv = ["--query", query, "--output-table", table, "--model-root", str(root)]
-    return main(argv + (["--mode", mode] if mode else []), config_path=config)
-
-
-def _snapshot(spark: Any, table: str) -> list[tuple[Any, ...]]:
-    return sorted(tuple(r) for r in spark.table(table).collect())
-
-
 def _trip_files(folder: Path) -> Path:
     """Three files of trips, as other writers leave them: narrower types than the spec's
     (``pickup_hour`` SMALLINT, ``trip_distance_km`` FLOAT), the trip id named ``id``, a
@@ -142,17 +130,17 @@ def test_a_plain_scan_is_read_by_the_workers_with_the_rows_spark_reads(
              f" FROM parquet.`{folder}`")
     capsys.readouterr()
 
-    assert _run(query, "scan.by_workers", fare_config) == 0
+    assert run_job(fare_config, query, "scan.by_workers") == 0
     err = capsys.readouterr().err
     read_files("false")
-    assert _run(query, "scan.by_spark", fare_config) == 0
+    assert run_job(fare_config, query, "scan.by_spark") == 0
 
     assert f"{WORKERS_READ} 3 Parquet files themselves (23456 rows, 1 task)" in err
     assert f"{SPARK_READS}{READ_FILES} is false" in capsys.readouterr().err
-    by_workers = _snapshot(spark, "scan.by_workers")
+    by_workers = snapshot(spark, "scan.by_workers")
     assert len(by_workers) == 23_456
     assert len({row[0] for row in by_workers}) == 23_456
-    assert by_workers == _snapshot(spark, "scan.by_spark")  # bit for bit: floats compare ==
+    assert by_workers == snapshot(spark, "scan.by_spark")  # bit for bit: floats compare ==
 
 
 def test_a_hive_parquet_table_is_read_by_the_workers(
@@ -164,7 +152,7 @@ def test_a_hive_parquet_table_is_read_by_the_workers(
               f" FROM parquet.`{parquet}`")
     capsys.readouterr()
 
-    assert _run("SELECT * FROM scan.hive_trips", "scan.hive_fares", fare_config) == 0
+    assert run_job(fare_config, "SELECT * FROM scan.hive_trips", "scan.hive_fares") == 0
 
     assert WORKERS_READ in capsys.readouterr().err
     fares = spark.table("scan.hive_fares").toPandas().sort_values("trip_id", ignore_index=True)
@@ -221,7 +209,7 @@ def test_spark_reads_what_the_workers_could_not_read_alike(
     table = f"fallback.{case.replace(' ', '_')}"
     capsys.readouterr()
 
-    assert _run(query, table, fare_config) == 0
+    assert run_job(fare_config, query, table) == 0
 
     err = capsys.readouterr().err
     assert SPARK_READS in err and reason in err, err
@@ -240,17 +228,16 @@ def test_a_model_failing_half_way_through_the_files_leaves_the_table_unchanged(
     trips(20_000, seed=3).to_parquet(parquet, index=False, row_group_size=4_000)
     query = f"SELECT * FROM parquet.`{parquet}`"
     table = f"scanfails.{mode}"
-    assert _run(query, table, fare_config) == 0
-    before = _snapshot(spark, table)
+    assert run_job(fare_config, query, table) == 0
+    before = snapshot(spark, table)
     failing = make_failing_spec(tmp_path / "failing", fare_model, fail_after=2_000)
     capsys.readouterr()
 
-    code = _run(query, table, failing, root=failing.parent.parent, mode=mode)
+    code = run_job(failing, query, table, root=failing.parent.parent, mode=mode)
 
     err = capsys.readouterr().err
     assert code == 1
     assert WORKERS_READ in err
     assert "RuntimeError: deliberate failure after 2100 rows" in err
-    assert _snapshot(spark, table) == before
-    leftovers = [t.name for t in spark.catalog.listTables("scanfails") if STAGING_MARK in t.name]
-    assert not leftovers
+    assert snapshot(spark, table) == before
+    no_debris(spark, "scanfails")
