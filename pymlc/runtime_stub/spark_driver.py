@@ -189,9 +189,7 @@ def _analyse(spark: SparkSession, config: ModelConfig, query: str,
              dest: TableName) -> tuple[DataFrame, JobPlan, TableInfo | None]:
     """The query's (analysed, not yet run) DataFrame, the job plan and the destination."""
     source = spark.sql(query)  # analysis only: no job runs; the job reuses this plan
-    columns = [Column(f.name, f.dataType.simpleString(), f.nullable)
-               for f in source.schema.fields]
-    plan = plan_job(config, columns)
+    plan = plan_job(config, [Column.of(f) for f in source.schema.fields])
     existing = describe_table(spark, dest)
     check_destination(str(dest), plan, existing)
     warn(f"query checked: {len(plan.inputs)} inputs, {len(plan.passthrough)} passthrough")

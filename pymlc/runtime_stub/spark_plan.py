@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .config import FieldConfig, ModelConfig
 from .types import COLUMN_TYPES, TENSOR_DTYPES
@@ -57,6 +58,11 @@ class Column:
     name: str
     spark_type: str
     nullable: bool = True
+
+    @classmethod
+    def of(cls, field: Any) -> Column:
+        """The column a Spark ``StructField`` describes."""
+        return cls(field.name, field.dataType.simpleString(), field.nullable)
 
 
 @dataclass(frozen=True)

@@ -121,8 +121,7 @@ def describe_table(spark: SparkSession, name: TableName) -> TableInfo | None:
     if not spark.catalog.tableExists(str(name)):  # also False when the database is missing
         return None
     details = _details(spark, name)
-    columns = tuple(Column(f.name, f.dataType.simpleString(), f.nullable)
-                    for f in spark.table(name.sql).schema.fields)
+    columns = tuple(Column.of(f) for f in spark.table(name.sql).schema.fields)
     partitioned = "# Partition Information" in details
     return TableInfo(columns, details.get("Provider", "hive"), details.get("Type", "MANAGED"),
                      partitioned, details.get("Location", ""))
