@@ -12,11 +12,11 @@ The jobs, each writing a new Parquet table (dropped afterwards, outside the cloc
 
 * ``copy``: the query copied into a table, its rows counted by the write job (an observation),
   no Python step: the ceiling of any Spark job;
-* ``no-op``: the columns pymlc reads (``trip_id`` and the four inputs) through a ``mapInArrow``
-  that computes ``trip_id`` and one double and, as pymlc's workers do in local mode, writes
-  them as the table's Parquet files itself (``spark_score.write_parquet``): the floor of
-  pymlc's data path (Spark's Arrow conversion, the Python workers, the files), the model,
-  its checks and the metastore excluded;
+* ``no-op``: the columns pymlc reads (``trip_id`` and the four inputs) taken the way pymlc's
+  workers take them in local mode (``spark_scan.run_scan``, planned from the fare estimator's
+  spec): each worker reads its share of the query's files, turns it into ``trip_id`` and one
+  double and writes its Parquet file of the table: the floor of pymlc's data path (the Python
+  tasks, the reading, the files), the model, its checks and the metastore excluded;
 * each model: ``pymlc``'s own driver (``spark_driver.main``) in this process, joining the
   session: the query check, warm-up, staging table and swap included, as in ``pymlc batch``.
 
@@ -26,14 +26,13 @@ worker start-up, first model loads). Progress and Spark's own output go to stder
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from run import INPUTS, MODELS, generate
+from run import MODELS, generate
 
 # A job writes the table it is given and returns its row count, or None to have it counted
 # after the clock stops.
@@ -47,18 +46,25 @@ def main() -> None:
     from pyspark.sql import functions as F
 
     from pymlc.runtime_stub import spark_driver
-    from pymlc.runtime_stub.spark_score import write_parquet
+    from pymlc.runtime_stub.config import ModelConfig
+    from pymlc.runtime_stub.spark_plan import Column, plan_job
+    from pymlc.runtime_stub.spark_scan import FileScan, plan_scan, run_scan
+    from pymlc.runtime_stub.spark_score import PASSTHROUGH_PREFIX
     from pymlc.runtime_stub.spark_session import start_session
 
     query, warehouse = sys.argv[1], Path(sys.argv[2])
     spark, _ = start_session(app="bench-steady", master=None, warehouse=warehouse,
                              rows_per_batch=50_000)
     spark.sql("CREATE DATABASE IF NOT EXISTS bench")
+    fare = ModelConfig.load(generate(MODELS["fare-estimator (ridge)"]) / "model.json")
+
+    # The columns as pymlc's driver names them for its workers: passthrough ones prefixed.
+    trip_id, distance = PASSTHROUGH_PREFIX + "trip_id", "trip_distance_km"
 
     def no_op(batches: Iterator[Any]) -> Iterator[Any]:
         for batch in batches:
             yield pa.RecordBatch.from_arrays(
-                [batch.column("trip_id"), pc.multiply(batch.column("trip_distance_km"), 2.0)],
+                [batch.column(trip_id), pc.multiply(batch.column(distance), 2.0)],
                 names=["trip_id", "fare"])
 
     def write(frame: DataFrame, table: str) -> int:
@@ -74,10 +80,12 @@ def main() -> None:
         files = warehouse / f"{table}.files"  # external: left for the run's end to delete
         spark.sql(f"CREATE TABLE {table} (trip_id BIGINT, fare DOUBLE) USING parquet"
                   f" LOCATION '{files}'")
-        fn = functools.partial(write_parquet, score=no_op, folder=str(files),
-                               options={"compression": "snappy"})
-        frame = spark.sql(query).select("trip_id", *INPUTS).mapInArrow(fn, "rows BIGINT")
-        rows = sum(int(r["rows"]) for r in frame.collect())
+        source = spark.sql(query)
+        plan = plan_job(fare, [Column.of(f) for f in source.schema.fields])
+        scan = plan_scan(spark, source, plan, 50_000)
+        if not isinstance(scan, FileScan):  # then it would not be pymlc's floor
+            sys.exit(f"no-op: the workers cannot read the query's files: {scan}")
+        rows = run_scan(spark, scan, no_op, files, {"compression": "snappy"})
         spark.sql(f"REFRESH TABLE {table}")
         return rows
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ROOT_ENV, ConfigError, ModelConfig, model_root_from_env
 from .spark_plan import Column, JobPlan, PlanError, TableInfo, check_destination, plan_job
-from .spark_scan import FileScan, plan_scan, score_files
+from .spark_scan import FileScan, plan_scan, run_scan
 from .spark_score import PASSTHROUGH_PREFIX, score_batches, warm_up, write_parquet
 from .spark_session import (
     DEFAULT_WAREHOUSE,
@@ -272,7 +272,7 @@ def _output(spark: SparkSession, config: ModelConfig, root: Path, source: DataFr
         if isinstance(scan, FileScan):
             warn(f"the Python workers read the query's {_plural(scan.files, 'Parquet file')}"
                  f" themselves ({scan.rows} rows, {_plural(len(scan.tasks), 'task')})")
-            return scan.rows, _read_files(spark, scan, score, folder, options)
+            return scan.rows, run_scan(spark, scan, score, folder, options)
         warn(f"Spark reads the query for the Python workers: {scan}")
         fn = functools.partial(write_parquet, score=score, folder=str(folder), options=options)
         rows = sum(int(r["rows"]) for r in queried().mapInArrow(fn, "rows BIGINT").collect())
@@ -281,20 +281,6 @@ def _output(spark: SparkSession, config: ModelConfig, root: Path, source: DataFr
     return Output(schema=schema,
                   frame=lambda: queried().mapInArrow(score, schema).observe(written, one),
                   counts=lambda: (_count(given), _count(written)), files=files)
-
-
-def _read_files(spark: SparkSession, scan: FileScan, score: Any, folder: Path,
-                options: dict[str, Any]) -> int:
-    """Run ``scan``: one task per entry of ``scan.tasks``, each reading, scoring and writing
-    its pieces; returns the rows written."""
-    tasks = len(scan.tasks)
-    if not tasks:
-        return 0
-    fn = functools.partial(score_files, scan=scan, score=score, folder=str(folder),
-                           options=options)
-    # One id per partition: the partition id picks the task's pieces.
-    job = spark.range(0, tasks, 1, tasks).mapInArrow(fn, "rows BIGINT")
-    return sum(int(r["rows"]) for r in job.collect())
 
 
 def _plural(count: int, noun: str) -> str:

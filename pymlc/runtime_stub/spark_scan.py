@@ -26,9 +26,11 @@ family, exact). The rows the query gives are the files' row counts, from their f
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -41,7 +43,8 @@ from .spark_table import local_path
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["MAX_FILES", "READ_FILES", "FileScan", "ReadColumn", "plan_scan", "score_files"]
+__all__ = ["MAX_FILES", "READ_FILES", "FileScan", "ReadColumn", "plan_scan", "run_scan",
+           "score_files"]
 
 # Spark conf that turns the workers' reading off (``false``); on by default.
 READ_FILES = "spark.pymlc.batch.readFiles"
@@ -322,3 +325,18 @@ def score_files(tasks: Iterator[pa.RecordBatch], *, scan: FileScan,
     pieces = scan.tasks[context.partitionId() if context else 0]
     yield from write_parquet(read_pieces(pieces, scan.columns, scan.rows_per_batch),
                              score=score, folder=folder, options=options)
+
+
+def run_scan(spark: SparkSession, scan: FileScan,
+             score: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+             folder: Path | str, options: dict[str, Any]) -> int:
+    """Run ``scan``: one task per entry of ``scan.tasks``, each reading its pieces, scoring
+    them with ``score`` and writing its file into ``folder``; returns the rows written."""
+    tasks = len(scan.tasks)
+    if not tasks:
+        return 0
+    fn = functools.partial(score_files, scan=scan, score=score, folder=str(folder),
+                           options=options)
+    # One id per partition: the partition id picks the task's pieces.
+    job = spark.range(0, tasks, 1, tasks).mapInArrow(fn, "rows BIGINT")
+    return sum(int(r["rows"]) for r in job.collect())
