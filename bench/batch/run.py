@@ -18,8 +18,9 @@ for ``--repeat`` rounds and the table shows medians. That is the **cold** table:
 
 The **steady** table (``steady.py``) times the same work in one long-lived local session once
 its JVM is warm: for ``--repeat`` rounds after a discarded warm-up round, the copy, a no-op
-``mapInArrow`` over the columns pymlc reads (the floor of any Python step) and pymlc's driver
-in-process for each model, alternating with the pandas floor run here. ``--no-cold`` and
+Python step over the columns pymlc reads, read and written as pymlc's workers do (the floor of
+pymlc's data path) and pymlc's driver in-process for each model, alternating with the pandas
+floor run here. ``--no-cold`` and
 ``--no-steady`` run one section only. ``--baseline DIR`` also runs, alternating,
 ``pymlc batch`` from another checkout (e.g. a ``git worktree`` of an older commit): A/B in one
 run. Run: ``python bench/batch/run.py`` (``--rows N`` for a quicker look); prints Markdown.
