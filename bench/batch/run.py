@@ -256,7 +256,7 @@ def _report_steady(runs: dict[str, list[tuple[float, int]]]) -> None:
         sys.exit(f"row counts differ from the copy's {rows:,}: {bad}")
     rate = {k: rows / _median([r[0] for r in v]) for k, v in runs.items()}
     print(f"| model (steady state) | rows | pymlc job s | rows/s | Spark copy rows/s"
-          f" | no-op mapInArrow rows/s | pandas rows/s | vs copy | vs no-op | vs pandas"
+          f" | no-op data path rows/s | pandas rows/s | vs copy | vs no-op | vs pandas"
           f" | goal | goal met |\n|{'---|' * 12}")
     for label in MODELS:
         job = _median([r[0] for r in runs[label]])
