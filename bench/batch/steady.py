@@ -50,7 +50,7 @@ def main() -> None:
     from pymlc.runtime_stub.spark_plan import Column, plan_job
     from pymlc.runtime_stub.spark_scan import FileScan, plan_scan, run_scan
     from pymlc.runtime_stub.spark_score import PASSTHROUGH_PREFIX
-    from pymlc.runtime_stub.spark_session import start_session
+    from pymlc.runtime_stub.spark_session import batch_rows, start_session
 
     query, warehouse = sys.argv[1], Path(sys.argv[2])
     spark, _ = start_session(app="bench-steady", master=None, warehouse=warehouse,
@@ -82,7 +82,7 @@ def main() -> None:
                   f" LOCATION '{files}'")
         source = spark.sql(query)
         plan = plan_job(fare, [Column.of(f) for f in source.schema.fields])
-        scan = plan_scan(spark, source, plan, 50_000)
+        scan = plan_scan(spark, source, plan, batch_rows(spark))
         if not isinstance(scan, FileScan):  # then it would not be pymlc's floor
             sys.exit(f"no-op: the workers cannot read the query's files: {scan}")
         rows = run_scan(spark, scan, no_op, files, {"compression": "snappy"})
