@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .errors import Diagnostic, Level, SpecError
@@ -24,6 +25,10 @@ __all__ = ["LOCK_FILE", "EMPTY_LOCK", "Lock", "LockedMessage", "parse_lock", "re
 LOCK_FILE = "pyml.lock"
 _FORMAT = 1
 _SECTIONS = ("inputs", "outputs")
+# protobuf's field numbers: 1..2**29-1 less 19000..19999, which protoc keeps for itself. Numbers
+# are never reused, so a wide spec whose columns are renamed a few times walks past 19000.
+_MAX_NUMBER = 2**29 - 1
+_PROTOBUF_RESERVED = range(19000, 20000)
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,13 @@ class LockedMessage:
     reserved: tuple[tuple[str, int], ...]
 
     def number(self, name: str) -> int:
-        return dict(self.fields)[name]
+        return self._numbers[name]
+
+    @cached_property
+    def _numbers(self) -> dict[str, int]:
+        # Looked up once per field while lowering: a dict built per call made a 10,000-column
+        # spec take seconds.
+        return dict(self.fields)
 
     def update(self, names: Sequence[str]) -> LockedMessage:
         current = dict(self.fields)
@@ -43,6 +54,7 @@ class LockedMessage:
             if name in current:
                 fields[name] = current[name]
             else:
+                next_number = _usable(next_number)
                 fields[name] = next_number
                 next_number += 1
         retired = [(name, num) for name, num in self.fields if name not in fields]
@@ -57,6 +69,11 @@ class Lock:
 
     def section(self, name: str) -> LockedMessage:
         return self.inputs if name == "inputs" else self.outputs
+
+
+def _usable(number: int) -> int:
+    """``number``, or the first number after protobuf's reserved range when inside it."""
+    return _PROTOBUF_RESERVED.stop if number in _PROTOBUF_RESERVED else number
 
 
 EMPTY_LOCK = Lock(LockedMessage((), ()), LockedMessage((), ()))
@@ -107,6 +124,9 @@ def _parse_section(data: dict[str, Any]) -> LockedMessage:
 
 
 def _number(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 19000:
-        raise ValueError(f"field number {value!r} is not an integer in 1..18999")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= _MAX_NUMBER \
+            or value in _PROTOBUF_RESERVED:
+        raise ValueError(f"field number {value!r} is not an integer in 1..{_MAX_NUMBER} outside"
+                         f" protobuf's reserved {_PROTOBUF_RESERVED.start}..."
+                         f"{_PROTOBUF_RESERVED.stop - 1}")
     return value

@@ -172,6 +172,8 @@ def test_rebuilding_leaves_the_lock_untouched(tmp_path: Path) -> None:
      ' "outputs": {"fields": {"y": 1}, "reserved": []}}', "field number 0 is not an integer"),
     ('{"pyml_lock": 1, "inputs": {"fields": {"a": "1"}, "reserved": []},'
      ' "outputs": {"fields": {"y": 1}, "reserved": []}}', "field number '1' is not an integer"),
+    ('{"pyml_lock": 1, "inputs": {"fields": {"a": 19500}, "reserved": []},'
+     ' "outputs": {"fields": {"y": 1}, "reserved": []}}', "outside protobuf's reserved 19000"),
     ("[]", "not a valid lock file"),
 ])
 def test_a_corrupt_lock_is_a_clean_diagnostic(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -188,3 +190,18 @@ def test_a_corrupt_lock_is_a_clean_diagnostic(tmp_path: Path, capsys: pytest.Cap
     assert "Traceback" not in stderr
     assert not (tmp_path / "generated").exists()
     assert (tmp_path / "pyml.lock").read_text(encoding="utf-8") == content  # left for repair
+
+
+def test_numbering_skips_protobufs_reserved_range(tmp_path: Path) -> None:
+    # Numbers are never reused: a wide spec whose columns are renamed walks past 19000, where
+    # protoc refuses fields (19000..19999 are its own).
+    spec = _write_spec(tmp_path, ["a", "b"])
+    lock = _build(spec)
+    lock["inputs"]["fields"] = {"a": 18999}
+    lock["inputs"]["reserved"] = [{"name": "old", "number": 20001}]
+    (tmp_path / "pyml.lock").write_text(json.dumps(lock), encoding="utf-8")
+    assert _build(spec)["inputs"]["fields"] == {"a": 18999, "b": 20002}
+    lock["inputs"]["reserved"] = []
+    (tmp_path / "pyml.lock").write_text(json.dumps(lock), encoding="utf-8")
+    assert _build(spec)["inputs"]["fields"] == {"a": 18999, "b": 20000}
+    assert _numbers(_request(spec)) == {"a": 18999, "b": 20000}  # protoc accepts them
