@@ -1,8 +1,9 @@
 """The lock, ``pyml.lock``: the protobuf field number of every input and output, forever.
 
 A field keeps its number while it exists. A removed field's number is retired (``reserved`` in
-the proto) and never handed out again, so old clients can never be misread. The lock is JSON,
-sorted, so that it diffs well in review. Its format::
+the proto) and never handed out again, so old clients can never be misread. In a wide message
+the number also says which block the field travels in (``runtime_stub.wire``). The lock is
+JSON, sorted, so that it diffs well in review. Its format::
 
     {"pyml_lock": 1,
      "inputs":  {"fields": {"city": 2, ...}, "reserved": [{"name": "zone", "number": 4}]},
@@ -12,11 +13,13 @@ sorted, so that it diffs well in review. Its format::
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ..runtime_stub.wire import BLOCK_FIELDS, block_numbers, block_of, usable
 from .errors import Diagnostic, Level, SpecError
 
 __all__ = ["LOCK_FILE", "EMPTY_LOCK", "Lock", "LockedMessage", "parse_lock", "render_lock",
@@ -25,10 +28,6 @@ __all__ = ["LOCK_FILE", "EMPTY_LOCK", "Lock", "LockedMessage", "parse_lock", "re
 LOCK_FILE = "pyml.lock"
 _FORMAT = 1
 _SECTIONS = ("inputs", "outputs")
-# protobuf's field numbers: 1..2**29-1 less 19000..19999, which protoc keeps for itself. Numbers
-# are never reused, so a wide spec whose columns are renamed a few times walks past 19000.
-_MAX_NUMBER = 2**29 - 1
-_PROTOBUF_RESERVED = range(19000, 20000)
 
 
 @dataclass(frozen=True)
@@ -47,16 +46,9 @@ class LockedMessage:
 
     def update(self, names: Sequence[str]) -> LockedMessage:
         current = dict(self.fields)
-        used = [n for _, n in self.fields] + [n for _, n in self.reserved]
-        next_number = max(used, default=0) + 1
-        fields: dict[str, int] = {}
-        for name in names:
-            if name in current:
-                fields[name] = current[name]
-            else:
-                next_number = _usable(next_number)
-                fields[name] = next_number
-                next_number += 1
+        numbers = _Numbers([n for _, n in (*self.fields, *self.reserved)],
+                           [current[name] for name in names if name in current])
+        fields = {name: current[name] if name in current else numbers.take() for name in names}
         retired = [(name, num) for name, num in self.fields if name not in fields]
         reserved = sorted({*self.reserved, *retired}, key=lambda item: item[1])
         return LockedMessage(tuple(sorted(fields.items(), key=lambda i: i[1])), tuple(reserved))
@@ -71,9 +63,30 @@ class Lock:
         return self.inputs if name == "inputs" else self.outputs
 
 
-def _usable(number: int) -> int:
-    """``number``, or the first number after protobuf's reserved range when inside it."""
-    return _PROTOBUF_RESERVED.stop if number in _PROTOBUF_RESERVED else number
+class _Numbers:
+    """Hands out fresh field numbers: never one used before, in the first block with room."""
+
+    def __init__(self, used: Sequence[int], kept: Sequence[int]) -> None:
+        self._next: dict[int, int] = {}  # block -> the number after the highest it ever used
+        for number in used:
+            block = block_of(number)
+            self._next[block] = max(self._next.get(block, 0), number + 1)
+        self._counts = Counter(block_of(n) for n in kept)
+
+    def take(self) -> int:
+        block = 0
+        while True:
+            numbers = block_numbers(block)
+            number = max(self._next.get(block, 0), numbers.start)
+            while number in numbers and not usable(number):  # protobuf's 19000..19999
+                number += 1
+            if self._counts[block] < BLOCK_FIELDS and number in numbers:
+                self._next[block] = number + 1
+                self._counts[block] += 1
+                return number
+            if not numbers:  # millions of fields: beyond what a spec file can hold
+                raise ValueError("no protobuf field number is left")
+            block += 1
 
 
 EMPTY_LOCK = Lock(LockedMessage((), ()), LockedMessage((), ()))
@@ -124,9 +137,7 @@ def _parse_section(data: dict[str, Any]) -> LockedMessage:
 
 
 def _number(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= _MAX_NUMBER \
-            or value in _PROTOBUF_RESERVED:
-        raise ValueError(f"field number {value!r} is not an integer in 1..{_MAX_NUMBER} outside"
-                         f" protobuf's reserved {_PROTOBUF_RESERVED.start}..."
-                         f"{_PROTOBUF_RESERVED.stop - 1}")
+    if not isinstance(value, int) or isinstance(value, bool) or not usable(value):
+        raise ValueError(f"field number {value!r} is not an integer in 1..{2**29 - 1} outside"
+                         " protobuf's reserved 19000..19999 and the numbers of blocks")
     return value

@@ -30,6 +30,7 @@ import pandas as pd
 
 from .config import FieldConfig
 from .types import COLUMN_TYPES, TENSOR_DTYPES, ColumnType, TensorDtype
+from .wire import block_of
 
 __all__ = [
     "ColumnSpec",
@@ -77,13 +78,18 @@ class _Mismatch(Exception):
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One dataframe column of the spec, with the dtype the model sees precomputed."""
+    """One dataframe column of the spec, with the dtype the model sees precomputed.
+
+    ``block`` is the block of a wide typed message that carries it (0: the message itself;
+    see ``wire``).
+    """
 
     name: str
     type: ColumnType
     nullable: bool
     dtype: Any  # np.dtype or a pandas ExtensionDtype
     numpy: np.dtype[Any]
+    block: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,7 @@ def _column_spec(field: FieldConfig) -> ColumnSpec:
     else:
         # pandas holds datetime64[D] as datetime64[s]; ask pandas rather than assume.
         dtype = pd.Series(np.empty(0, dtype=numpy)).dtype
-    return ColumnSpec(field.name, row, field.nullable, dtype, numpy)
+    return ColumnSpec(field.name, row, field.nullable, dtype, numpy, block_of(field.number))
 
 
 def tensor_specs(fields: Iterable[FieldConfig]) -> tuple[TensorSpec, ...]:
