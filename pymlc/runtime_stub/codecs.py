@@ -56,8 +56,8 @@ def columns_from_typed(message: Any, specs: Sequence[ColumnSpec]) -> dict[str, A
 
     Returns:
         Column name -> values in wire dtype with nulls applied (string and binary columns as
-        ``checks.DecodedObjects``); a column with no values while others have some is left
-        out, so the checks report it as missing.
+        ``checks.DecodedObjects``). A column the client did not set is left out: the checks
+        refuse it, or take a nullable input as all null (an older client's request).
 
     Raises:
         InputError: unknown field numbers, or a column whose null flags do not match its values.
@@ -80,9 +80,6 @@ def columns_from_typed(message: Any, specs: Sequence[ColumnSpec]) -> dict[str, A
             _refuse_unknown(block)
     if problems:
         raise InputError(problems)
-    lengths = list(map(len, columns.values()))
-    if 0 in lengths and max(lengths):  # empty columns beside full ones: leave the empty out
-        return {name: v for name, v in columns.items() if len(v)}
     return columns
 
 
