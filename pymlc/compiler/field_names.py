@@ -13,36 +13,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 from pydantic_core import PydanticCustomError
 
 from ..runtime_stub.types import COLUMN_TYPES
 from ..runtime_stub.wire import BLOCK_FIELDS, MESSAGES, TENSOR_MESSAGE, column_message
 from .errors import Diagnostic, Loc
-from .load import Document
+from .load import Document, items_at, mapping_at
 from .spec import _identifier
 
 __all__ = ["check_generated_names", "check_tensor_count", "check_unique_names"]
 
 
-def _mapping(data: Any, key: str) -> dict[str, Any]:
-    value = data.get(key) if isinstance(data, dict) else None
-    return value if isinstance(value, dict) else {}
-
-
-def _items(data: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, list):
-        return []
-    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
-
-
 def check_unique_names(doc: Document, section: str) -> Iterator[Diagnostic]:
     """Names must differ exactly, case-insensitively (Spark, Hive) and as protobuf JSON names."""
     seen: dict[str, tuple[int, str]] = {}
-    for i, item in _items(doc.data, section):
+    for i, item in items_at(doc.data, section):
         name = item.get("name")
         if not isinstance(name, str):
             continue
@@ -92,7 +80,7 @@ _BLOCK_FIELD = re.compile(r"^block_?\d+$", re.IGNORECASE)  # block_1, and its JS
 def check_generated_names(doc: Document, root: Path) -> Iterator[Diagnostic]:
     """Field names that the generated proto, stubs or Python classes already use."""
     for section in ("inputs", "outputs"):
-        items = _items(doc.data, section)
+        items = items_at(doc.data, section)
         taken = {str(item.get("name")).lower() for _, item in items}
         for i, item in items:
             name = item.get("name")
@@ -123,11 +111,10 @@ def _generated_use(name: str) -> str:
 
 def _refused_by_spec(name: str) -> bool:
     """Whether spec.py already reports the name (not an identifier, or a reserved word)."""
-    try:
+    with suppress(PydanticCustomError):
         _identifier(name)
-    except PydanticCustomError:
-        return True
-    return False
+        return False
+    return True
 
 
 def _rename(name: str, taken: set[str]) -> str:
@@ -140,10 +127,10 @@ def _rename(name: str, taken: set[str]) -> str:
 
 def check_tensor_count(doc: Document, root: Path) -> Iterator[Diagnostic]:
     """A tensor model's messages stay flat: at most ``BLOCK_FIELDS`` tensors each."""
-    if _mapping(doc.data, "model").get("kind") != "tensor":
+    if mapping_at(doc.data, "model").get("kind") != "tensor":
         return
     for section in ("inputs", "outputs"):
-        items = _items(doc.data, section)
+        items = items_at(doc.data, section)
         if len(items) > BLOCK_FIELDS:
             yield doc.error((section,), "E210", f"a tensor model has at most {BLOCK_FIELDS}"
                             f" {section}, got {len(items)}; stack tensors of one shape into one")

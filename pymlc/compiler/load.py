@@ -24,7 +24,9 @@ __all__ = [
     "MAX_BYTES",
     "MAX_DEPTH",
     "Document",
+    "items_at",
     "load_document",
+    "mapping_at",
     "parse_document",
 ]
 
@@ -78,6 +80,21 @@ class Document:
 
     def error(self, loc: Loc, code: str, message: str, *, key: bool = False) -> Diagnostic:
         return Diagnostic(self.file, loc, self.position(loc, key=key), Level.ERROR, code, message)
+
+
+def mapping_at(data: Any, *keys: str) -> dict[str, Any]:
+    """The mapping under ``keys`` of loaded data, or {} where the file has none (yet)."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def items_at(data: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
+    """The mappings in the list under ``key``, with their indexes (others are skipped)."""
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
 
 
 def _pos(node: yaml.Node) -> Position:

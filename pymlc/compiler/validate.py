@@ -19,7 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from ..runtime_stub.types import COLUMN_TYPES, TENSOR_DTYPES
 from .errors import Diagnostic, Level, Loc, SpecError
 from .field_names import check_generated_names, check_tensor_count, check_unique_names
-from .load import Document
+from .load import Document, items_at, mapping_at
 from .spec import _ENTRYPOINT, FORMAT_VERSION, Spec, _relative_path
 
 __all__ = ["validate_document"]
@@ -275,17 +275,8 @@ def _semantic(doc: Document, root: Path) -> Iterator[Diagnostic]:
         yield from check(doc, root)
 
 
-def _mapping(data: Any, *keys: str) -> dict[str, Any]:
-    for key in keys:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data if isinstance(data, dict) else {}
-
-
-def _items(data: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, list):
-        return []
-    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+_mapping = mapping_at
+_items = items_at
 
 
 _COLUMN_KEYS = ("type", "nullable")

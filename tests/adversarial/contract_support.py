@@ -7,12 +7,46 @@ test process, and protobuf's default pool holds one definition per proto file an
 
 from __future__ import annotations
 
+import importlib
 import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 from servers import PYTHON, ROOT, Server
 
-__all__ = ["Server", "build", "serve", "write_model"]
+__all__ = ["Server", "build", "dataframe_model", "dataframe_spec", "serving", "write_model"]
+
+_MODEL = """import numpy as np
+import pandas as pd
+
+from pymlc import DataFrameModel
+
+
+class {name}(DataFrameModel):
+    def __init__(self, artifacts):
+        pass
+
+    def predict(self, df):
+{body}
+"""
+
+
+def dataframe_spec(name: str, model: str, inputs: list[str], outputs: list[str]) -> str:
+    """A dataframe spec: each input and output a YAML flow mapping, ``{name: x, type: ...}``."""
+    lines = ["pyml: 1", f"name: {name}", "version: 1.0.0",
+             f"model: {{kind: dataframe, entrypoint: model:{model}}}", "inputs:",
+             *(f"  - {field}" for field in inputs), "outputs:", *(f"  - {f}" for f in outputs)]
+    return "\n".join(lines) + "\n"
+
+
+def dataframe_model(name: str, predict: str) -> str:
+    """A model module: class ``name`` whose ``predict(self, df)`` runs ``predict``."""
+    body = textwrap.indent(textwrap.dedent(predict).strip("\n"), " " * 8)
+    return _MODEL.format(name=name, body=body)
 
 
 def write_model(folder: Path, spec: str, model: str) -> Path:
@@ -32,6 +66,17 @@ def build(spec: Path, out: Path) -> Path:
     return out
 
 
-def serve(generated: Path, spec: Path, socket: Path) -> Server:
-    """A real server of the build in ``generated``, on a Unix socket."""
-    return Server(generated, spec.parent, "--socket", str(socket))
+@contextmanager
+def serving(generated: Path, spec: Path, socket: Path, *,
+            stubs: Path | None = None) -> Iterator[tuple[Server, ModuleType, ModuleType]]:
+    """A real server of the build in ``generated`` on a Unix socket, with the typed stubs of
+    ``stubs`` (default: that build) imported into this process; stopped (exit 0) after."""
+    server = Server(generated, spec.parent, "--socket", str(socket))
+    folder = str(stubs or generated)
+    sys.path.insert(0, folder)
+    try:
+        (module,) = (p.stem for p in Path(folder).glob("*_pb2.py"))
+        yield server, importlib.import_module(module), importlib.import_module(f"{module}_grpc")
+    finally:
+        sys.path.remove(folder)
+        assert server.stop() == 0, server.text()

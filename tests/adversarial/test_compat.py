@@ -9,11 +9,9 @@ server refused every old request: ``INVALID_ARGUMENT zone: missing input column`
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from contract_support import Server, build, serve, write_model
+from contract_support import Server, build, dataframe_model, serving, write_model
 from google.protobuf import unknown_fields
 from servers import PYTHON, ROOT
 from tritonclient.utils import InferenceServerException
@@ -61,22 +59,13 @@ outputs:
 serving: {timeout_ms: 5000}
 batch: {passthrough: [trip_id]}
 """
-MODEL = """import numpy as np
-import pandas as pd
-from pymlc import DataFrameModel
-
-
-class Fare(DataFrameModel):
-    def __init__(self, artifacts):
-        pass
-
-    def predict(self, df):
-        fare = 2 * df["distance"] + df["hour"].astype("float64") + df["passengers"] \\
-            + df["city"].notna()
-        # What the model sees of each input the old clients do not know: nulls only.
-        unseen = [df["zone"].isna(), df["day"].isna(), df["surge"].isna(), df["vip"].isna()]
-        return pd.DataFrame({"fare": fare, "tip": -1.0 * sum(unseen)})
-"""
+MODEL = dataframe_model("Fare", """
+fare = 2 * df["distance"] + df["hour"].astype("float64") + df["passengers"] \\
+    + df["city"].notna()
+# What the model sees of each input the old clients do not know: nulls only.
+unseen = [df["zone"].isna(), df["day"].isna(), df["surge"].isna(), df["vip"].isna()]
+return pd.DataFrame({"fare": fare, "tip": -1.0 * sum(unseen)})
+""")
 ROWS = [{"distance": 0.5, "hour": 7, "passengers": 2, "city": "porto"},
         {"distance": 1.25, "hour": 23, "passengers": -1, "city": None},
         {"distance": 10.0, "hour": 0, "passengers": 127, "city": "faro"}]
@@ -97,15 +86,11 @@ def specs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def served(specs: tuple[Path, Path],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Any, Any]]:
     old, new = specs
-    server = serve(build(new, new.parent / "generated"), new,
-                   tmp_path_factory.mktemp("compat-sock") / "m.sock")
-    sys.path.insert(0, str(old.parent / "generated"))  # the OLD stubs, as old clients have them
-    try:
-        yield (server, importlib.import_module("adv_compat_v1_pb2"),
-               importlib.import_module("adv_compat_v1_pb2_grpc"))
-    finally:
-        sys.path.remove(str(old.parent / "generated"))
-        assert server.stop() == 0, server.text()
+    # The NEW spec served; the OLD stubs imported, as old clients have them.
+    with serving(build(new, new.parent / "generated"), new,
+                 tmp_path_factory.mktemp("compat-sock") / "m.sock",
+                 stubs=old.parent / "generated") as running:
+        yield running
 
 
 def test_pymlc_diff_calls_every_change_compatible(specs: tuple[Path, Path]) -> None:

@@ -6,7 +6,6 @@ is real, and serves a spec of legal near misses (``values``, ``nulls``, ``has_fi
 from __future__ import annotations
 
 import ast
-import importlib
 import keyword
 import os
 import subprocess
@@ -19,7 +18,14 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from contract_support import Server, build, serve, write_model
+from contract_support import (
+    Server,
+    build,
+    dataframe_model,
+    dataframe_spec,
+    serving,
+    write_model,
+)
 from google.protobuf import message as protobuf_message
 from grpc_tools import protoc
 
@@ -166,42 +172,21 @@ def test_python_keywords_are_refused(tmp_path: Path, name: str) -> None:
 
 NEAR_MISSES = ["values", "nulls", "has_field", "Clear_", "block", "blocks_1", "data", "shape",
                "hour_FIELD_NUMBER", "self", "descriptor_", "Tensors", "merge_from"]
-SPEC = """pyml: 1
-name: adv-names
-version: 1.0.0
-model: {kind: dataframe, entrypoint: model:Near}
-inputs:
-""" + "".join(f"  - {{name: {n}, type: float64}}\n" for n in NEAR_MISSES) + """outputs:
-  - {name: total, type: float64}
-  - {name: values_out, type: float64}
-"""
-MODEL = """import pandas as pd
-from pymlc import DataFrameModel
-
-
-class Near(DataFrameModel):
-    def __init__(self, artifacts):
-        pass
-
-    def predict(self, df):
-        weights = range(1, len(df.columns) + 1)
-        total = sum(df[c] * w for c, w in zip(df.columns, weights))
-        return pd.DataFrame({"total": total, "values_out": df["values"]})
-"""
+SPEC = dataframe_spec("adv-names", "Near", [f"{{name: {n}, type: float64}}" for n in NEAR_MISSES],
+                      ["{name: total, type: float64}", "{name: values_out, type: float64}"])
+MODEL = dataframe_model("Near", """
+weights = range(1, len(df.columns) + 1)
+total = sum(df[c] * w for c, w in zip(df.columns, weights))
+return pd.DataFrame({"total": total, "values_out": df["values"]})
+""")
 
 
 @pytest.fixture(scope="module")
 def near(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Any, Any]]:
     spec = write_model(tmp_path_factory.mktemp("adv-names"), SPEC, MODEL)
-    generated = build(spec, spec.parent / "generated")
-    server = serve(generated, spec, tmp_path_factory.mktemp("names-sock") / "m.sock")
-    sys.path.insert(0, str(generated))
-    try:
-        yield (server, importlib.import_module("adv_names_v1_pb2"),
-               importlib.import_module("adv_names_v1_pb2_grpc"))
-    finally:
-        sys.path.remove(str(generated))
-        assert server.stop() == 0, server.text()
+    with serving(build(spec, spec.parent / "generated"), spec,
+                 tmp_path_factory.mktemp("names-sock") / "m.sock") as running:
+        yield running
 
 
 def _expected(rows: np.ndarray) -> np.ndarray:

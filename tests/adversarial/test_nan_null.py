@@ -6,10 +6,8 @@ back as INTERNAL) while a null in the same column was refused."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,50 +16,35 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from contract_support import Server, build, serve, write_model
+from contract_support import (
+    Server,
+    build,
+    dataframe_model,
+    dataframe_spec,
+    serving,
+    write_model,
+)
 from servers import PYTHON, ROOT
 from tritonclient.utils import InferenceServerException
 
-SPEC = """pyml: 1
-name: adv-nan
-version: 1.0.0
-model: {kind: dataframe, entrypoint: model:Nan}
-inputs:
-  - {name: x, type: float64}
-  - {name: z, type: float32, nullable: true}
-outputs:
-  - {name: y, type: float64}
-  - {name: z_is_nan, type: bool}
-"""
-MODEL = """import numpy as np
-import pandas as pd
-from pymlc import DataFrameModel
-
-
-class Nan(DataFrameModel):
-    def __init__(self, artifacts):
-        pass
-
-    def predict(self, df):
-        if df["x"].isna().any():
-            raise ValueError("NaN reached the model")  # what sklearn does
-        z = df["z"].to_numpy()
-        return pd.DataFrame({"y": df["x"] * 2, "z_is_nan": np.isnan(z)})
-"""
+SPEC = dataframe_spec(
+    "adv-nan", "Nan", ["{name: x, type: float64}", "{name: z, type: float32, nullable: true}"],
+    ["{name: y, type: float64}", "{name: z_is_nan, type: bool}"])
+MODEL = dataframe_model("Nan", """
+if df["x"].isna().any():
+    raise ValueError("NaN reached the model")  # what sklearn does
+z = df["z"].to_numpy()
+return pd.DataFrame({"y": df["x"] * 2, "z_is_nan": np.isnan(z)})
+""")
 TYPED = "/pyml.adv_nan.v1.AdvNan/Predict"
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Any, Path]]:
     spec = write_model(tmp_path_factory.mktemp("adv-nan"), SPEC, MODEL)
-    generated = build(spec, spec.parent / "generated")
-    server = serve(generated, spec, tmp_path_factory.mktemp("nan-sock") / "m.sock")
-    sys.path.insert(0, str(generated))
-    try:
-        yield server, importlib.import_module("adv_nan_v1_pb2"), spec
-    finally:
-        sys.path.remove(str(generated))
-        assert server.stop() == 0, server.text()
+    with serving(build(spec, spec.parent / "generated"), spec,
+                 tmp_path_factory.mktemp("nan-sock") / "m.sock") as (server, pb2, _):
+        yield server, pb2, spec
 
 
 def _typed(server: Server, request: Any, pb2: Any) -> Any:

@@ -9,9 +9,7 @@ tightly: the machine is shared.
 
 from __future__ import annotations
 
-import importlib
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from contract_support import Server, build, serve, write_model
+from contract_support import Server, build, dataframe_model, serving, write_model
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 from servers import PYTHON, ROOT
@@ -40,19 +38,11 @@ SPEC = "\n".join([
     *(f"  - {{name: i{i:03d}, type: int32}}" for i in range(INTS)),
     *(f"  - {{name: s{i:03d}, type: string, nullable: true}}" for i in range(TEXTS)),
     "outputs:", "  - {name: total, type: float64}", "  - {name: texts, type: int64}", ""])
-MODEL = """import pandas as pd
-from pymlc import DataFrameModel
-
-
-class Wide(DataFrameModel):
-    def __init__(self, artifacts):
-        pass
-
-    def predict(self, df):
-        numbers = df.filter(regex="^[fi]").astype("float64").sum(axis=1)
-        texts = df.filter(regex="^s").notna().sum(axis=1)
-        return pd.DataFrame({"total": numbers, "texts": texts.astype("int64")})
-"""
+MODEL = dataframe_model("Wide", """
+numbers = df.filter(regex="^[fi]").astype("float64").sum(axis=1)
+texts = df.filter(regex="^s").notna().sum(axis=1)
+return pd.DataFrame({"total": numbers, "texts": texts.astype("int64")})
+""")
 
 
 def _timed(*args: str, cwd: Path) -> float:
@@ -70,13 +60,9 @@ def wide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path,
     start = time.perf_counter()
     generated = build(spec, spec.parent / "generated")
     print(f"\n10,000 columns: validate {validate:.1f}s, build {time.perf_counter() - start:.1f}s")
-    server = serve(generated, spec, tmp_path_factory.mktemp("wide-sock") / "m.sock")
-    sys.path.insert(0, str(generated))
-    try:
-        yield spec, generated, server, importlib.import_module("adv_wide_v1_pb2")
-    finally:
-        sys.path.remove(str(generated))
-        assert server.stop() == 0, server.text()
+    with serving(generated, spec,
+                 tmp_path_factory.mktemp("wide-sock") / "m.sock") as (server, pb2, _):
+        yield spec, generated, server, pb2
 
 
 def _data() -> dict[str, np.ndarray]:
