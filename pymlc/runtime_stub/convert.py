@@ -9,6 +9,7 @@ mismatches of every field and words them; the row-wise ones carry the offending 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -98,7 +99,7 @@ def _nan_or_null(data: np.ndarray[Any, Any],
                  mask: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any] | None:
     """The nulls of a float column: NaN too, which pandas cannot tell from null."""
     # One reduction finds no NaN without a mask array: the minimum of values with a NaN is NaN.
-    if not len(data) or not np.isnan(np.minimum.reduce(data, None)):
+    if not len(data) or not math.isnan(np.minimum.reduce(data, None)):
         return mask
     nan: np.ndarray[Any, Any] = np.isnan(data)
     return nan if mask is None else mask | nan
