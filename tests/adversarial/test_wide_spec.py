@@ -37,7 +37,8 @@ SPEC = "\n".join([
     *(f"  - {{name: f{i:04d}, type: float64, nullable: true}}" for i in range(FLOATS)),
     *(f"  - {{name: i{i:03d}, type: int32}}" for i in range(INTS)),
     *(f"  - {{name: s{i:03d}, type: string, nullable: true}}" for i in range(TEXTS)),
-    "outputs:", "  - {name: total, type: float64}", "  - {name: texts, type: int64}", ""])
+    "outputs:", "  - {name: total, type: float64}", "  - {name: texts, type: int64}",
+    "serving: {timeout_ms: 60000}", ""])  # the shared machine may be busy
 MODEL = dataframe_model("Wide", """
 numbers = df.filter(regex="^[fi]").astype("float64").sum(axis=1)
 texts = df.filter(regex="^s").notna().sum(axis=1)
