@@ -10,12 +10,17 @@ the rules are those of the strictest of the three:
 * outputs: removing one, any type change (clients decode the old type), making one nullable;
 * tensors: any dtype change, any fixed dimension change, a rank change, and on inputs a
   size that becomes fixed; a fixed input dimension becoming ``-1`` is compatible;
-* the model's kind or name; a field whose protobuf number changes or is reused (``pyml.lock``).
+* the model's kind or name; a field whose protobuf number changes or is reused (``pyml.lock``);
+* a ``batch.passthrough`` column removed: readers of the output table lose it.
 
 The compatible changes are compatible on the typed wire too, by construction of the generated
 proto: every column is a ``<T>Column{values, nulls}`` message whether nullable or not, and each
 ``widens_to`` step keeps the wire type (int8..int32 travel as int32, a varint like int64;
-float32 travels as double). ``tests/compiler/test_diff.py`` proves it with real stubs.
+float32 travels as double). ``tests/compiler/test_diff.py`` proves it with real stubs. The
+server keeps the rest of the promise: a request without a nullable input (an old client's) is
+null in that column, OIP inputs of a narrower type are widened, and a ``.nulls`` output once
+promised is still answered; ``tests/adversarial/test_compat.py`` calls a real server of each
+new spec with the old spec's stubs and with tritonclient.
 
 Everything else (descriptions, examples, serving, batch and image settings, minor and patch
 versions) is compatible. A major version bump gives a new proto package ``pyml.<name>.v<major>``,
@@ -163,7 +168,8 @@ def _added(section: str, field: FieldSpec, kind: str) -> Change:
     if section == "outputs":
         return Change(path, "output-added", False, what)
     if kind == "dataframe" and field.nullable:
-        return Change(path, "input-added", False, f"{what}, nullable: old callers send nulls")
+        return Change(path, "input-added", False, f"{what}, nullable: old callers leave it out"
+                      " and the model sees nulls")
     return Change(path, "input-added", True, f"{what}, required: old callers do not send it"
                   + ("" if kind == "tensor" else " (make it nullable to stay compatible)"))
 
@@ -295,7 +301,24 @@ def _settings(old: Spec, new: Spec) -> Iterator[Change]:
     for section in _SETTINGS:
         before, after = _dump(getattr(old, section)), _dump(getattr(new, section))
         for key in sorted(before.keys() | after.keys()):
-            yield from _setting(f"{section}.{key}", before.get(key), after.get(key))
+            if (section, key) == ("batch", "passthrough"):
+                yield from _passthrough(before.get(key) or [], after.get(key) or [])
+            else:
+                yield from _setting(f"{section}.{key}", before.get(key), after.get(key))
+
+
+def _passthrough(old: list[str], new: list[str]) -> Iterator[Change]:
+    """Passthrough columns are columns of the output table, which readers select by name."""
+    for name in sorted(set(old) - set(new)):
+        yield Change(f"batch.passthrough.{name}", "passthrough-removed", True,
+                     f"passthrough column {name!r} removed: readers of the output table still"
+                     " select it")
+    for name in sorted(set(new) - set(old)):
+        yield Change(f"batch.passthrough.{name}", "passthrough-added", False,
+                     f"passthrough column {name!r} added to the output table")
+    if [n for n in old if n in new] != [n for n in new if n in old]:
+        yield Change("batch.passthrough", "setting-changed", False, "passthrough columns"
+                     " reordered")
 
 
 def _dump(value: Any) -> dict[str, Any]:

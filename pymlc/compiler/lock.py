@@ -1,8 +1,9 @@
 """The lock, ``pyml.lock``: the protobuf field number of every input and output, forever.
 
 A field keeps its number while it exists. A removed field's number is retired (``reserved`` in
-the proto) and never handed out again, so old clients can never be misread. The lock is JSON,
-sorted, so that it diffs well in review. Its format::
+the proto) and never handed out again, so old clients can never be misread. In a wide message
+the number also says which block the field travels in (``runtime_stub.wire``). The lock is
+JSON, sorted, so that it diffs well in review. Its format::
 
     {"pyml_lock": 1,
      "inputs":  {"fields": {"city": 2, ...}, "reserved": [{"name": "zone", "number": 4}]},
@@ -12,10 +13,13 @@ sorted, so that it diffs well in review. Its format::
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
+from ..runtime_stub.wire import BLOCK_FIELDS, block_numbers, block_of, usable
 from .errors import Diagnostic, Level, SpecError
 
 __all__ = ["LOCK_FILE", "EMPTY_LOCK", "Lock", "LockedMessage", "parse_lock", "render_lock",
@@ -32,19 +36,19 @@ class LockedMessage:
     reserved: tuple[tuple[str, int], ...]
 
     def number(self, name: str) -> int:
-        return dict(self.fields)[name]
+        return self._numbers[name]
+
+    @cached_property
+    def _numbers(self) -> dict[str, int]:
+        # Looked up once per field while lowering: a dict built per call made a 10,000-column
+        # spec take seconds.
+        return dict(self.fields)
 
     def update(self, names: Sequence[str]) -> LockedMessage:
         current = dict(self.fields)
-        used = [n for _, n in self.fields] + [n for _, n in self.reserved]
-        next_number = max(used, default=0) + 1
-        fields: dict[str, int] = {}
-        for name in names:
-            if name in current:
-                fields[name] = current[name]
-            else:
-                fields[name] = next_number
-                next_number += 1
+        numbers = _Numbers([n for _, n in (*self.fields, *self.reserved)],
+                           [current[name] for name in names if name in current])
+        fields = {name: current[name] if name in current else numbers.take() for name in names}
         retired = [(name, num) for name, num in self.fields if name not in fields]
         reserved = sorted({*self.reserved, *retired}, key=lambda item: item[1])
         return LockedMessage(tuple(sorted(fields.items(), key=lambda i: i[1])), tuple(reserved))
@@ -57,6 +61,32 @@ class Lock:
 
     def section(self, name: str) -> LockedMessage:
         return self.inputs if name == "inputs" else self.outputs
+
+
+class _Numbers:
+    """Hands out fresh field numbers: never one used before, in the first block with room."""
+
+    def __init__(self, used: Sequence[int], kept: Sequence[int]) -> None:
+        self._next: dict[int, int] = {}  # block -> the number after the highest it ever used
+        for number in used:
+            block = block_of(number)
+            self._next[block] = max(self._next.get(block, 0), number + 1)
+        self._counts = Counter(block_of(n) for n in kept)
+
+    def take(self) -> int:
+        block = 0
+        while True:
+            numbers = block_numbers(block)
+            number = max(self._next.get(block, 0), numbers.start)
+            while number in numbers and not usable(number):  # protobuf's 19000..19999
+                number += 1
+            if self._counts[block] < BLOCK_FIELDS and number in numbers:
+                self._next[block] = number + 1
+                self._counts[block] += 1
+                return number
+            if not numbers:  # millions of fields: beyond what a spec file can hold
+                raise ValueError("no protobuf field number is left")
+            block += 1
 
 
 EMPTY_LOCK = Lock(LockedMessage((), ()), LockedMessage((), ()))
@@ -107,6 +137,7 @@ def _parse_section(data: dict[str, Any]) -> LockedMessage:
 
 
 def _number(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 19000:
-        raise ValueError(f"field number {value!r} is not an integer in 1..18999")
+    if not isinstance(value, int) or isinstance(value, bool) or not usable(value):
+        raise ValueError(f"field number {value!r} is not an integer in 1..{2**29 - 1} outside"
+                         " protobuf's reserved 19000..19999 and the numbers of blocks")
     return value

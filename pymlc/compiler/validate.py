@@ -18,7 +18,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..runtime_stub.types import COLUMN_TYPES, TENSOR_DTYPES
 from .errors import Diagnostic, Level, Loc, SpecError
-from .load import Document
+from .field_names import check_generated_names, check_tensor_count, check_unique_names
+from .load import Document, items_at, mapping_at
 from .spec import _ENTRYPOINT, FORMAT_VERSION, Spec, _relative_path
 
 __all__ = ["validate_document"]
@@ -268,23 +269,14 @@ Check = Callable[[Document, Path], Iterator[Diagnostic]]
 
 
 def _semantic(doc: Document, root: Path) -> Iterator[Diagnostic]:
-    checks: tuple[Check, ...] = (_check_fields, _check_passthrough, _check_paths, _check_serving,
-                                 _check_python)
+    checks: tuple[Check, ...] = (_check_fields, check_generated_names, check_tensor_count,
+                                 _check_passthrough, _check_paths, _check_serving, _check_python)
     for check in checks:
         yield from check(doc, root)
 
 
-def _mapping(data: Any, *keys: str) -> dict[str, Any]:
-    for key in keys:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data if isinstance(data, dict) else {}
-
-
-def _items(data: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, list):
-        return []
-    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+_mapping = mapping_at
+_items = items_at
 
 
 _COLUMN_KEYS = ("type", "nullable")
@@ -294,7 +286,7 @@ _TENSOR_KEYS = ("dtype", "shape")
 def _check_fields(doc: Document, root: Path) -> Iterator[Diagnostic]:
     kind = _mapping(doc.data, "model").get("kind")
     for section in ("inputs", "outputs"):
-        yield from _check_names(doc, section)
+        yield from check_unique_names(doc, section)
         for i, item in _items(doc.data, section):
             loc: Loc = (section, i)
             if kind == "dataframe":
@@ -302,33 +294,6 @@ def _check_fields(doc: Document, root: Path) -> Iterator[Diagnostic]:
             elif kind == "tensor":
                 yield from _kind_keys(doc, loc, item, "tensor", _COLUMN_KEYS, "dtype")
                 yield from _check_shape(doc, loc, item)
-
-
-def _check_names(doc: Document, section: str) -> Iterator[Diagnostic]:
-    """Names must differ exactly, case-insensitively (Spark, Hive) and as protobuf JSON names."""
-    seen: dict[str, tuple[int, str]] = {}
-    for i, item in _items(doc.data, section):
-        name = item.get("name")
-        if not isinstance(name, str):
-            continue
-        loc: Loc = (section, i, "name")
-        for key, why in ((name, ""), (name.lower(), " ignoring case (Spark and Hive column"
-                         " names are case-insensitive)"), (_json_name(name), " as a protobuf JSON"
-                         " name (camelCase)")):
-            if key in seen:
-                j, other = seen[key]
-                yield doc.error(loc, "E201", f"duplicate name {name!r}: the same as {section}[{j}]"
-                                f" ({other!r}){why}; names must be unique, rename one")
-                break
-        else:
-            for key in {name, name.lower(), _json_name(name)}:
-                seen[key] = (i, name)
-
-
-def _json_name(name: str) -> str:
-    """protoc's default JSON name: drop each '_' and capitalise the letter after it."""
-    parts = name.split("_")
-    return parts[0] + "".join(part[:1].upper() + part[1:] for part in parts[1:]) + "\0json"
 
 
 def _kind_keys(doc: Document, loc: Loc, item: dict[str, Any], kind: str,

@@ -16,20 +16,38 @@ numpy dtype; a nullable one its ``pandas_nullable`` dtype (masked ``Int32``/``bo
 floats, None for strings and bytes, NaT for dates and timestamps). Dates are held at the coarsest
 unit pandas supports, ``datetime64[s]``, always at midnight. Tensors are numpy arrays of the
 table's dtype, possibly read-only (decoded without a copy).
+
+pandas cannot tell NaN from null, so NaN *is* null: a non-nullable float column refuses NaN as
+it refuses null (inputs and outputs alike); infinities are values. A nullable input that a
+request leaves out is null in every row (what a client of a spec without it means).
+
+Row-wise problems (nulls where none are allowed, values that do not fit a narrower type) also
+say which rows: ``ContractError.rows`` holds every offending position, the message the first
+few.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .config import FieldConfig
+from .convert import (
+    KIND_FAMILY,
+    Mismatch,
+    all_null,
+    conform_values,
+    describe,
+    lossless,
+    refuse_nulls,
+)
 from .types import COLUMN_TYPES, TENSOR_DTYPES, ColumnType, TensorDtype
+from .wire import block_of
 
 __all__ = [
     "ColumnSpec",
@@ -53,10 +71,21 @@ class ContractError(ValueError):
 
     Args:
         problems: one message per bad field, each starting with the field's name.
+        rows: for each field whose problem is row-wise (a null in a non-nullable column, a
+            value out of range for a narrowing, ...), the 0-based positions of *all* its
+            offending rows within the checked batch, ascending. Fields whose problem is not
+            row-wise (missing, mistyped) are absent.
+
+    Attributes:
+        problems: the messages, as given.
+        rows: the row positions, as given (empty when no problem is row-wise).
     """
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str],
+                 rows: Mapping[str, Sequence[int]] | None = None) -> None:
         self.problems = tuple(problems)
+        self.rows: Mapping[str, tuple[int, ...]] = MappingProxyType(
+            {name: tuple(positions) for name, positions in (rows or {}).items()})
         super().__init__("; ".join(self.problems))
 
 
@@ -71,19 +100,33 @@ class OutputError(ContractError):
 _ABSENT = object()
 
 
-class _Mismatch(Exception):
-    """One field's problem, raised inside a converter and collected by the caller."""
+def _problem(name: str, exc: Mismatch, rows: np.ndarray[Any, Any] | None) -> str:
+    """The message of a field's problem, with the first few offending rows."""
+    if rows is None or not len(rows):
+        return f"{name}: {exc}"
+    shown = ", ".join(map(str, rows[:_SHOWN_ROWS].tolist()))
+    more = f" and {len(rows) - _SHOWN_ROWS} more" if len(rows) > _SHOWN_ROWS else ""
+    where = f"row {shown}" if len(rows) == 1 else f"rows {shown}{more}"
+    return f"{name}: {exc} ({where})"
+
+
+_SHOWN_ROWS = 5
 
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One dataframe column of the spec, with the dtype the model sees precomputed."""
+    """One dataframe column of the spec, with the dtype the model sees precomputed.
+
+    ``block`` is the block of a wide typed message that carries it (0: the message itself;
+    see ``wire``).
+    """
 
     name: str
     type: ColumnType
     nullable: bool
     dtype: Any  # np.dtype or a pandas ExtensionDtype
     numpy: np.dtype[Any]
+    block: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +183,7 @@ def _column_spec(field: FieldConfig) -> ColumnSpec:
     else:
         # pandas holds datetime64[D] as datetime64[s]; ask pandas rather than assume.
         dtype = pd.Series(np.empty(0, dtype=numpy)).dtype
-    return ColumnSpec(field.name, row, field.nullable, dtype, numpy)
+    return ColumnSpec(field.name, row, field.nullable, dtype, numpy, block_of(field.number))
 
 
 def tensor_specs(fields: Iterable[FieldConfig]) -> tuple[TensorSpec, ...]:
@@ -178,10 +221,10 @@ def conform_columns(columns: Mapping[str, Any], specs: Sequence[ColumnSpec]) -> 
         InputError: columns are missing, extra, of different lengths, of an unsafe type, or
             hold nulls where the spec does not allow them; every problem is listed.
     """
-    arrays, problems = _conform_all(columns, specs, "input")
-    if problems:
-        raise InputError(problems)
-    return pd.DataFrame(arrays, copy=False)
+    checked = _conform_all(columns, specs, "input")
+    if checked.problems:
+        raise InputError(checked.problems, _positions(checked.rows))
+    return pd.DataFrame(checked.arrays, copy=False)
 
 
 def check_output_columns(frame: object, specs: Sequence[ColumnSpec], rows: int) -> pd.DataFrame:
@@ -223,45 +266,88 @@ def check_output_arrays(frame: object, specs: Sequence[ColumnSpec],
         raise OutputError([f"predict returned {len(frame)} rows for {rows} input rows;"
                            " it must return one output row per input row"])
     columns = {str(name): frame[name] for name in frame.columns}
-    arrays, problems = _conform_all(columns, specs, "output")
+    checked = _conform_all(columns, specs, "output")
     if len(columns) != len(frame.columns):
-        problems.insert(0, "predict returned duplicate column names")
-    if problems:
-        raise OutputError(problems)
-    return arrays
+        checked.problems.insert(0, "predict returned duplicate column names")
+    if checked.problems:
+        raise OutputError(checked.problems, _positions(checked.rows))
+    return checked.arrays
+
+
+class _Checked:
+    """What checking a set of columns found: the conformed arrays and every problem."""
+
+    __slots__ = ("arrays", "problems", "rows")
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, Any] = {}
+        self.problems: list[str] = []
+        self.rows: dict[str, np.ndarray[Any, Any]] = {}
+
+    def mismatch(self, name: str, exc: Mismatch) -> None:
+        rows = None if exc.bad is None else np.flatnonzero(exc.bad)
+        self.problems.append(_problem(name, exc, rows))
+        if rows is not None:
+            self.rows[name] = rows
 
 
 def _conform_all(columns: Mapping[str, Any], specs: Sequence[ColumnSpec],
-                 role: str) -> tuple[dict[str, Any], list[str]]:
+                 role: str) -> _Checked:
     # Runs twice per request (inputs, outputs): the common case, exactly the spec's columns,
     # builds no name set and no per-column lengths.
-    arrays: dict[str, Any] = {}
-    problems: list[str] = []
+    checked = _Checked()
+    arrays, problems = checked.arrays, checked.problems
     present = 0
+    left_out: list[ColumnSpec] = []
     for spec in specs:
         column = columns.get(spec.name, _ABSENT)
         if column is _ABSENT:
-            problems.append(f"{spec.name}: missing {role} column ({_describe(spec)})")
+            if role == "input" and spec.nullable:
+                left_out.append(spec)  # all null, once the other columns give the row count
+            else:
+                problems.append(f"{spec.name}: missing {role} column ({describe(spec)})")
             continue
         present += 1
         try:
             arrays[spec.name] = _conform_decoded(column, spec) \
-                if type(column) is DecodedObjects else _conform_column(_values(column), spec)
-        except _Mismatch as exc:
-            problems.append(f"{spec.name}: {exc}")
+                if type(column) is DecodedObjects else conform_values(_values(column), spec)
+        except Mismatch as exc:
+            checked.mismatch(spec.name, exc)
     if len(columns.keys()) > present:  # keys: a DataFrame passed as the mapping has rows too
         names = {s.name for s in specs}
         problems[:0] = [f"{name}: unexpected {role} column (the spec has no such {role})"
                         for name in columns if name not in names]
-    if len(set(map(len, arrays.values()))) > 1:
+    lengths = set(map(len, arrays.values()))
+    if len(lengths) > 1:
         shown = ", ".join(f"{name}={len(values)}" for name, values in arrays.items())
         problems.append(f"columns have different lengths ({shown}); every column needs one"
                         " value per row")
-    return arrays, problems
+    if left_out:
+        _fill_left_out(checked, left_out, specs, lengths if present else set())
+    return checked
 
 
-def _describe(spec: ColumnSpec) -> str:
-    return spec.type.name + (", nullable" if spec.nullable else "")
+def _fill_left_out(checked: _Checked, left_out: Sequence[ColumnSpec],
+                   specs: Sequence[ColumnSpec], lengths: set[int]) -> None:
+    """Nullable inputs a request left out are all null: what a client of a spec without them
+    (``pymlc diff`` calls adding one compatible) means. Only the other columns can say how
+    many rows that is."""
+    if not lengths:
+        checked.problems.extend(
+            f"{s.name}: missing input column ({describe(s)}); a nullable input may be left out"
+            " (it is then null in every row) only beside an input that gives the row count"
+            for s in left_out)
+        return
+    if len(lengths) > 1 or checked.problems:
+        return  # the row count is unknown or the request is refused anyway
+    (rows,) = lengths
+    filled = {s.name: all_null(s, rows) for s in left_out}
+    arrays = {s.name: checked.arrays.get(s.name, filled.get(s.name)) for s in specs}
+    checked.arrays = {name: values for name, values in arrays.items() if values is not None}
+
+
+def _positions(rows: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(positions.tolist()) for name, positions in rows.items()}
 
 
 def _values(column: Any) -> Any:
@@ -274,185 +360,12 @@ def _values(column: Any) -> Any:
         else np.asarray(column)
 
 
-def _conform_column(values: Any, spec: ColumnSpec) -> Any:
-    if values.ndim != 1:
-        raise _Mismatch(f"expected one value per row, got an array of shape {values.shape}")
-    family = spec.type.family
-    same = _UNCHANGED.get(family) if values.dtype == spec.dtype else None
-    if same is not None and family not in ("string", "binary"):  # the hot path: dtype says all
-        return same(values, spec)
-    given = _family(values, spec)
-    if given != family:
-        raise _Mismatch(f"expected {_describe(spec)}, got {_shown_dtype(values, given)}"
-                        " (only lossless conversions are applied)")
-    return same(values, spec) if same is not None else _CONVERT[family](values, spec)
-
-
 def _conform_decoded(column: DecodedObjects, spec: ColumnSpec) -> Any:
     """A decoder's string/binary column: its kind and nulls are known, nothing to walk."""
     if column.family != spec.type.family:  # not what this column holds: check it the long way
-        return _conform_column(column.values, spec)
-    _refuse_nulls(column.nulls, spec)
+        return conform_values(column.values, spec)
+    refuse_nulls(column.nulls, spec)
     return column.values
-
-
-def _shown_dtype(values: Any, family: str) -> str:
-    if values.dtype == object:
-        return f"values of kind {family!r}"
-    return str(values.dtype)
-
-
-_KIND_FAMILY = {"b": "bool", "i": "int", "u": "int", "f": "float", "M": "datetime",
-                "U": "string", "S": "binary"}
-_INFERRED_FAMILY = {"string": "string", "bytes": "binary", "integer": "int",
-                    "floating": "float", "mixed-integer-float": "float", "boolean": "bool",
-                    "date": "datetime", "datetime": "datetime", "datetime64": "datetime"}
-
-
-def _family(values: Any, spec: ColumnSpec) -> str:
-    dtype = values.dtype
-    if isinstance(dtype, pd.StringDtype):
-        return "string"
-    if dtype.kind != "O":
-        return _KIND_FAMILY.get(dtype.kind) or str(dtype)
-    inferred = str(pd.api.types.infer_dtype(values, skipna=True))
-    if inferred == "empty":  # every value is null: fits any family; nullability decides
-        return spec.type.family
-    return _INFERRED_FAMILY.get(inferred, inferred)
-
-
-def _nulls(values: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    return np.asarray(pd.isna(values), dtype=bool)
-
-
-def _refuse_nulls(mask: np.ndarray[Any, Any] | None, spec: ColumnSpec) -> None:
-    if mask is not None and not spec.nullable and mask.any():
-        raise _Mismatch(f"{int(mask.sum())} null value(s), but the column is not nullable")
-
-
-# Values already in the spec's dtype only need their nulls (and object kinds) checked.
-def _same_objects(values: Any, spec: ColumnSpec) -> Any:
-    nulls = _nulls(values)
-    _refuse_nulls(nulls, spec)
-    if nulls.any():  # NaN/NA/NaT from pandas readers: the model sees one null, None
-        values = values.copy()
-        values[nulls] = None
-    return values
-
-
-def _same_masked_or_plain(values: Any, spec: ColumnSpec) -> Any:
-    if isinstance(values, pd.api.extensions.ExtensionArray):
-        _refuse_nulls(np.asarray(values.isna()), spec)
-    return values
-
-
-_UNCHANGED: dict[str, Callable[[Any, ColumnSpec], Any]] = {
-    "string": _same_objects, "binary": _same_objects,
-    "int": _same_masked_or_plain, "bool": _same_masked_or_plain,
-    "float": _same_masked_or_plain,
-}
-
-
-def _split(values: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
-    """Data and null mask of a numeric column; masked slots of the data hold 0."""
-    if values.dtype == object:  # Python ints/floats/bools with None: let pandas type them
-        values = pd.array(values)
-    if isinstance(values, pd.api.extensions.ExtensionArray):
-        mask = np.asarray(values.isna(), dtype=bool)
-        numpy_dtype = getattr(values.dtype, "numpy_dtype", None)
-        data = values.to_numpy(dtype=numpy_dtype, na_value=0 if mask.any() else None) \
-            if numpy_dtype is not None else np.asarray(values)
-        return data, mask
-    return values, None
-
-
-def _convert_numeric(values: Any, spec: ColumnSpec) -> Any:
-    data, mask = _split(values)
-    _refuse_nulls(mask, spec)
-    cast = _lossless(data, spec.numpy, spec.type.family)
-    if not spec.nullable:
-        return cast
-    if isinstance(spec.dtype, np.dtype):  # nullable floats: NaN marks a null
-        if mask is not None and mask.any():
-            cast = cast.copy() if cast is data else cast
-            cast[mask] = np.nan
-        return cast
-    return pd.array(cast, dtype=spec.dtype) if mask is None else \
-        _masked(cast, mask, spec)
-
-
-def _masked(data: np.ndarray[Any, Any], mask: np.ndarray[Any, Any], spec: ColumnSpec) -> Any:
-    if spec.type.family == "bool":
-        return pd.arrays.BooleanArray(data, mask)
-    return pd.arrays.IntegerArray(data, mask)
-
-
-def _lossless(data: np.ndarray[Any, Any], target: np.dtype[Any],
-              family: str) -> np.ndarray[Any, Any]:
-    """``data`` as ``target``, or ``_Mismatch`` if any value would change."""
-    if data.dtype == target:
-        return data
-    if target in _WIDENINGS.get(data.dtype, ()):
-        return data.astype(target)
-    if family == "int":
-        low, high = _int_range(target)
-        # The ufuncs' own reduce: what .min()/.max() run, without their Python wrappers.
-        if len(data) and (np.minimum.reduce(data) < low or np.maximum.reduce(data) > high):
-            raise _Mismatch(f"values {data.min()}..{data.max()} do not fit in {target.name}")
-        return data.astype(target)
-    cast = data.astype(target)
-    if not np.array_equal(cast.astype(data.dtype), data, equal_nan=family == "float"):
-        raise _Mismatch(f"{data.dtype} values do not all convert exactly to {target.name}")
-    return cast
-
-
-@cache
-def _int_range(dtype: np.dtype[Any]) -> tuple[int, int]:
-    """The smallest and largest value of an integer dtype (``np.iinfo`` is slow per request)."""
-    info = np.iinfo(dtype)
-    return int(info.min), int(info.max)
-
-
-def _numpy(name: str) -> np.dtype[Any]:
-    return np.dtype(COLUMN_TYPES[name].numpy if name in COLUMN_TYPES else TENSOR_DTYPES[name].numpy)
-
-
-# The table's safe casts (``widens_to``), keyed by numpy dtype for the hot path.
-_WIDENINGS: dict[np.dtype[Any], frozenset[np.dtype[Any]]] = {
-    np.dtype(numpy): frozenset(_numpy(w) for w in widens_to)
-    for numpy, widens_to in [*((r.numpy, r.widens_to) for r in COLUMN_TYPES.values()),
-                             *((r.numpy, r.widens_to) for r in TENSOR_DTYPES.values())]
-    if np.dtype(numpy) != object
-}
-
-
-def _convert_text(values: Any, spec: ColumnSpec) -> Any:
-    if isinstance(values.dtype, pd.StringDtype):
-        values = values.to_numpy(dtype=object, na_value=None)
-    elif values.dtype.kind in "US":
-        values = values.astype(object)
-    return _same_objects(values, spec)
-
-
-def _convert_datetime(values: Any, spec: ColumnSpec) -> Any:
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        values = values.tz_convert("UTC").tz_localize(None)
-    if values.dtype == object:  # datetime.date / datetime.datetime objects
-        values = np.array(values, dtype="datetime64[us]")
-    data = np.asarray(values)
-    mask = np.isnat(data)
-    _refuse_nulls(mask, spec)
-    cast = data.astype(spec.numpy)
-    if not np.array_equal(cast.astype(data.dtype)[~mask], data[~mask]):
-        unit = "whole days" if spec.type.name == "date" else "microseconds"
-        raise _Mismatch(f"{data.dtype} values are not all {unit} ({spec.type.name})")
-    return cast.astype(spec.dtype)
-
-
-_CONVERT: dict[str, Callable[[Any, ColumnSpec], Any]] = {
-    "int": _convert_numeric, "float": _convert_numeric, "bool": _convert_numeric,
-    "string": _convert_text, "binary": _convert_text, "datetime": _convert_datetime,
-}
 
 
 # --- tensors ------------------------------------------------------------------------------
@@ -471,10 +384,10 @@ def conform_tensors(tensors: Mapping[str, Any],
     Raises:
         InputError: a tensor is missing, extra, of an unsafe dtype or of the wrong shape.
     """
-    arrays, problems = _conform_tensors(tensors, specs, "input")
-    if problems:
-        raise InputError(problems)
-    return arrays
+    checked = _conform_tensors(tensors, specs, "input")
+    if checked.problems:
+        raise InputError(checked.problems, _positions(checked.rows))
+    return checked.arrays
 
 
 def check_output_tensors(tensors: object,
@@ -494,18 +407,18 @@ def check_output_tensors(tensors: object,
     if not isinstance(tensors, dict) and not isinstance(tensors, Mapping):  # dict: no ABC check
         raise OutputError([f"predict returned {type(tensors).__name__}, expected a dict of"
                            " numpy arrays named by the spec's outputs"])
-    arrays, problems = _conform_tensors(tensors, specs, "output")
-    if problems:
-        raise OutputError(problems)
-    return arrays
+    checked = _conform_tensors(tensors, specs, "output")
+    if checked.problems:
+        raise OutputError(checked.problems, _positions(checked.rows))
+    return checked.arrays
 
 
 def _conform_tensors(tensors: Mapping[str, Any], specs: Sequence[TensorSpec],
-                     role: str) -> tuple[dict[str, np.ndarray[Any, Any]], list[str]]:
+                     role: str) -> _Checked:
     # Runs twice per request (inputs, outputs): the common case of exactly the spec's tensors
     # with the spec's dtypes costs a lookup, a shape and a dtype comparison per tensor.
-    arrays: dict[str, np.ndarray[Any, Any]] = {}
-    problems: list[str] = []
+    checked = _Checked()
+    arrays, problems = checked.arrays, checked.problems
     present = 0
     for spec in specs:
         value = tensors.get(spec.name, _ABSENT)
@@ -518,31 +431,34 @@ def _conform_tensors(tensors: Mapping[str, Any], specs: Sequence[TensorSpec],
                 and value.shape[1:] == spec.tail and value.ndim == spec.rank:
             arrays[spec.name] = value  # exactly as the spec says: nothing to convert
             continue
+        array = np.asarray(value)
         try:
-            arrays[spec.name] = _conform_tensor(np.asarray(value), spec)
-        except _Mismatch as exc:
-            problems.append(f"{spec.name}: {exc}")
+            arrays[spec.name] = _conform_tensor(array, spec)
+        except Mismatch as exc:
+            if exc.bad is not None and array.ndim:  # a row is a sample: the first axis
+                exc.bad = np.asarray(exc.bad.reshape(len(array), -1).any(axis=1))
+            checked.mismatch(spec.name, exc)
     if len(tensors) > present:
         names = {s.name for s in specs}
         problems[:0] = [f"{name}: unexpected {role} tensor (the spec has no such {role})"
                         for name in tensors if name not in names]
-    return arrays, problems
+    return checked
 
 
 def _conform_tensor(array: np.ndarray[Any, Any], spec: TensorSpec) -> np.ndarray[Any, Any]:
     shape = array.shape
     if shape != spec.shape and not _fits(shape, spec.shape):
-        raise _Mismatch(f"shape {list(array.shape)} does not match {list(spec.shape)}"
-                        " (-1 = any size)")
+        raise Mismatch(f"shape {list(array.shape)} does not match {list(spec.shape)}"
+                       " (-1 = any size)")
     if array.dtype == spec.dtype:
         return array
-    family = _KIND_FAMILY.get(array.dtype.kind) or str(array.dtype)
+    family = KIND_FAMILY.get(array.dtype.kind) or str(array.dtype)
     if family != spec.type.family:
-        raise _Mismatch(f"expected dtype {spec.type.name}, got {array.dtype}"
-                        " (only lossless conversions are applied)")
+        raise Mismatch(f"expected dtype {spec.type.name}, got {array.dtype}"
+                       " (only lossless conversions are applied)")
     if array.ndim == 0:
-        return _lossless(array.reshape(1), spec.dtype, family).reshape(())
-    return _lossless(array.reshape(-1), spec.dtype, family).reshape(array.shape)
+        return lossless(array.reshape(1), spec.dtype, family).reshape(())
+    return lossless(array.reshape(-1), spec.dtype, family).reshape(array.shape)
 
 
 def _fits(shape: tuple[int, ...], wanted: tuple[int, ...]) -> bool:

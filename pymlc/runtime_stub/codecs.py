@@ -23,6 +23,7 @@ import pandas as pd
 from google.protobuf import unknown_fields
 
 from .checks import ColumnSpec, DecodedObjects, InputError, TensorSpec
+from .wire import block_field
 
 __all__ = [
     "columns_from_typed",
@@ -55,8 +56,8 @@ def columns_from_typed(message: Any, specs: Sequence[ColumnSpec]) -> dict[str, A
 
     Returns:
         Column name -> values in wire dtype with nulls applied (string and binary columns as
-        ``checks.DecodedObjects``); a column with no values while others have some is left
-        out, so the checks report it as missing.
+        ``checks.DecodedObjects``). A column the client did not set is left out: the checks
+        refuse it, or take a nullable input as all null (an older client's request).
 
     Raises:
         InputError: unknown field numbers, or a column whose null flags do not match its values.
@@ -64,20 +65,30 @@ def columns_from_typed(message: Any, specs: Sequence[ColumnSpec]) -> dict[str, A
     _refuse_unknown(message)
     columns: dict[str, Any] = {}
     problems: list[str] = []
+    blocks: dict[int, Any] = {}
     for spec in specs:
         try:
-            values = _typed_column(message, spec)
+            values = _typed_column(_block(message, spec.block, blocks) if spec.block else message,
+                                   spec)
         except InputError as exc:
             problems.extend(exc.problems)
             continue
         if values is not None:
             columns[spec.name] = values
+    for block in blocks.values():
+        if block is not None:
+            _refuse_unknown(block)
     if problems:
         raise InputError(problems)
-    lengths = list(map(len, columns.values()))
-    if 0 in lengths and max(lengths):  # empty columns beside full ones: leave the empty out
-        return {name: v for name, v in columns.items() if len(v)}
     return columns
+
+
+def _block(message: Any, block: int, found: dict[int, Any]) -> Any:
+    """Block ``block`` of a wide message (see ``wire``), None when the client left it out."""
+    if block not in found:
+        name = block_field(block)
+        found[block] = getattr(message, name) if message.HasField(name) else None
+    return found[block]
 
 
 def _refuse_unknown(message: Any) -> None:
@@ -90,7 +101,7 @@ def _refuse_unknown(message: Any) -> None:
 
 
 def _typed_column(message: Any, spec: ColumnSpec) -> Any:
-    if not message.HasField(spec.name):
+    if message is None or not message.HasField(spec.name):
         return None
     column = getattr(message, spec.name)
     values = wire_to_values(_repeated(column.values, spec.type.proto_numpy), spec)
@@ -205,7 +216,8 @@ def typed_from_columns(message: Any, columns: Mapping[str, Any],
     for spec in specs:
         values = columns[spec.name]
         nulls = np.asarray(pd.isna(values), dtype=bool) if spec.nullable else None
-        column = getattr(message, spec.name)
+        holder = getattr(message, block_field(spec.block)) if spec.block else message
+        column = getattr(holder, spec.name)
         column.SetInParent()  # present even with zero rows
         column.values.extend(to_wire(values, spec, nulls))
         if nulls is not None and nulls.any():

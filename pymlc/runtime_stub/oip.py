@@ -4,9 +4,10 @@ Existing OIP clients (tritonclient, KServe's) work against any pymlc model:
 
 * a tensor model's inputs and outputs are OIP tensors of the spec's datatype and shape;
 * a dataframe model's columns are 1-D tensors of shape ``[rows]``: strings and binary as BYTES,
-  dates as INT32 days and timestamps as INT64 microseconds since the epoch (UTC). A nullable
-  column may come with a BOOL tensor ``<column>.nulls`` (one flag per row); nullable outputs
-  always have one.
+  dates as INT32 days and timestamps as INT64 microseconds since the epoch (UTC). A column may
+  come with a BOOL tensor ``<column>.nulls`` (one flag per row; absent: no nulls); nullable
+  outputs always have one, any other column output when asked for by name. A nullable input
+  left out of a request is null in every row.
 
 Inputs may use ``raw_input_contents`` (what tritonclient sends) or typed ``contents``; outputs
 are always raw. Conversion to the spec's dtypes is left to ``checks``, as for the typed proto.
@@ -156,10 +157,12 @@ def columns_from_oip(request: Any,
 
     Returns:
         Column name -> values for ``Predictor.predict_columns`` (BYTES columns as
-        ``checks.DecodedObjects``); unknown names are kept so that the checks report them.
+        ``checks.DecodedObjects``); unknown names are kept so that the checks report them, and
+        inputs left out are left out (the checks refuse them, or take a nullable one as null).
 
     Raises:
-        InputError: a tensor is not 1-D, a string is not UTF-8, or ``.nulls`` flags are malformed.
+        InputError: a tensor is not 1-D, a string is not UTF-8, or ``.nulls`` flags are malformed
+            or sent without their column.
     """
     arrays = tensors_from_oip(request)
     by_name = {s.name: s for s in specs}
@@ -168,8 +171,11 @@ def columns_from_oip(request: Any,
     for name, array in arrays.items():
         spec = by_name.get(name)
         if spec is None:
-            if not _is_nulls_of(name, by_name):
+            column = _nulls_of(name, by_name)
+            if column is None:
                 columns[name] = array
+            elif column not in arrays:
+                problems.append(f"{name}: sent without {column}; send the column's values too")
             continue
         try:
             columns[name] = _column(array, spec, arrays.get(name + NULLS_SUFFIX))
@@ -180,9 +186,10 @@ def columns_from_oip(request: Any,
     return columns
 
 
-def _is_nulls_of(name: str, by_name: Mapping[str, ColumnSpec]) -> bool:
-    spec = by_name.get(name.removesuffix(NULLS_SUFFIX)) if name.endswith(NULLS_SUFFIX) else None
-    return spec is not None and spec.nullable
+def _nulls_of(name: str, by_name: Mapping[str, ColumnSpec]) -> str | None:
+    """The column whose ``.nulls`` flags ``name`` holds, if it is one."""
+    column = name.removesuffix(NULLS_SUFFIX)
+    return column if column != name and column in by_name else None
 
 
 def _column(array: np.ndarray[Any, Any], spec: ColumnSpec,
@@ -197,8 +204,8 @@ def _column(array: np.ndarray[Any, Any], spec: ColumnSpec,
             raise ValueError(f"BYTES element is not UTF-8 text: {exc}") from None
         held = "string"
     values = wire_to_values(array, spec)
-    if not spec.nullable:
-        nulls = None
+    # Flags on a non-nullable column are applied too: the checks then refuse the nulls and
+    # name their rows, as for the typed service.
     if nulls is not None and (nulls.dtype != bool or nulls.shape != values.shape):
         raise ValueError(f"{spec.name}{NULLS_SUFFIX} must be BOOL of shape"
                          f" {list(values.shape)}, got {nulls.dtype} {list(nulls.shape)}")
@@ -219,12 +226,16 @@ def columns_to_oip(response: Any, columns: Mapping[str, Any],
     """
     for spec in specs:
         values = columns[spec.name]
-        nulls = np.asarray(pd.isna(values), dtype=bool) if spec.nullable else None
+        flags = spec.name + NULLS_SUFFIX
+        # A non-nullable output's flags only when asked for: a client written when the output
+        # was nullable still gets them (all false).
+        wanted = spec.nullable and not requested or flags in requested
+        nulls = np.asarray(pd.isna(values), dtype=bool) if spec.nullable or wanted else None
         if not requested or spec.name in requested:
             _add(response, spec.name, spec.type.oip, [len(values)],
                  _column_raw(values, spec, nulls))
-        if nulls is not None and (not requested or spec.name + NULLS_SUFFIX in requested):
-            _add(response, spec.name + NULLS_SUFFIX, "BOOL", [len(values)], nulls.tobytes())
+        if nulls is not None and wanted:
+            _add(response, flags, "BOOL", [len(values)], nulls.tobytes())
 
 
 def _column_raw(values: Any, spec: ColumnSpec, nulls: np.ndarray[Any, Any] | None) -> bytes:
@@ -266,11 +277,11 @@ def _add(response: Any, name: str, datatype: str, shape: list[int],
 
 
 def output_names(config: ModelConfig) -> list[str]:
-    """Every output name a client may request, ``.nulls`` companions included."""
+    """Every output name a client may request, the ``.nulls`` of every column included."""
     names = []
     for field in config.outputs:
         names.append(field.name)
-        if field.nullable and field.shape is None:
+        if field.shape is None:
             names.append(field.name + NULLS_SUFFIX)
     return names
 

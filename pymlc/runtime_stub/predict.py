@@ -63,9 +63,9 @@ class Predictor:
         """Score a DataFrame with a dataframe model.
 
         Args:
-            df: exactly the spec's input columns (any order); values of another dtype are
-                converted only when lossless (int32 -> int64, or int64 -> int8 when every value
-                fits).
+            df: exactly the spec's input columns (any order; a nullable one left out is null
+                in every row); values of another dtype are converted only when lossless
+                (int32 -> int64, or int64 -> int8 when every value fits).
 
         Returns:
             The spec's output columns, in spec order and dtypes, one row per input row, with a

@@ -93,6 +93,7 @@ def test_nullable_input_added_is_compatible_and_removing_it_is_breaking() -> Non
     more = added(FRAME, "inputs", {"name": "zone", "type": "int64", "nullable": True})
     change = only(diff_specs(spec(FRAME), more))
     assert (change.kind, change.breaking) == ("input-added", False)
+    assert "old callers leave it out and the model sees nulls" in change.message
     assert only(diff_specs(more, spec(FRAME))).kind == "input-removed"
     assert only(diff_specs(more, spec(FRAME))).breaking
 
@@ -313,6 +314,20 @@ def test_settings_are_compatible(edits: dict[str, Any], path: str) -> None:
         changes = diff_specs(before, after)
         assert changes and not [c for c in changes if c.breaking]
         assert path in {c.path for c in changes}
+
+
+def test_a_passthrough_column_removed_is_breaking_and_added_compatible() -> None:
+    before = spec(FRAME, batch={"passthrough": ["trip_id", "day"]})
+    after = spec(FRAME, batch={"passthrough": ["day", "zone"]})
+    assert kinds(diff_specs(before, after)) == {
+        ("batch.passthrough.trip_id", "passthrough-removed", True),
+        ("batch.passthrough.zone", "passthrough-added", False)}
+    assert "readers of the output table" in diff_specs(before, after)[0].message
+    swapped = spec(FRAME, batch={"passthrough": ["day", "trip_id"]})
+    assert kinds(diff_specs(before, swapped)) == {("batch.passthrough", "setting-changed", False)}
+    assert kinds(diff_specs(spec(FRAME), before)) == {
+        ("batch.passthrough.day", "passthrough-added", False),
+        ("batch.passthrough.trip_id", "passthrough-added", False)}
 
 
 def test_field_description_and_order_are_compatible() -> None:

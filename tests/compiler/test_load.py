@@ -10,9 +10,9 @@ import pytest
 
 from pymlc.compiler.errors import Diagnostic, Level, Position, SpecError, render
 from pymlc.compiler.load import (
+    MAX_ALIAS_NODES,
     MAX_BYTES,
     MAX_DEPTH,
-    MAX_NODES,
     Document,
     load_document,
     parse_document,
@@ -138,8 +138,31 @@ def test_limits_leave_room_for_real_specs() -> None:
     assert parse_document(deep, "f.yaml").data["a"]
     many = "inputs:\n" + "".join(f"  - {{name: c{i}, type: int32}}\n" for i in range(1000))
     assert len(parse_document(many, "f.yaml").data["inputs"]) == 1000
-    assert _bomb(3).count("*") * 10 < MAX_NODES
+    assert _bomb(3).count("*") * 10 < MAX_ALIAS_NODES
     assert parse_document(_bomb(3), "f.yaml").data["a2"][0][0][0] == "lol"
+
+
+def test_wide_specs_are_no_bomb() -> None:
+    # Nodes written out cost what the file's size allows; only what aliases add is bounded.
+    wide = "inputs:\n" + "".join(f"  - {{name: c{i}, type: float64, nullable: true}}\n"
+                                 for i in range(20_000))
+    assert len(parse_document(wide, "f.yaml").data["inputs"]) == 20_000
+    # A shared template merged into every column adds ~5 nodes per column: still no bomb.
+    merged = "template: &t {type: float64, nullable: true}\ninputs:\n" + "".join(
+        f"  - {{<<: *t, name: c{i}}}\n" for i in range(10_000))
+    columns = parse_document(merged, "f.yaml").data["inputs"]
+    assert columns[-1] == {"type": "float64", "nullable": True, "name": "c9999"}
+
+
+def test_the_alias_budget_is_what_aliases_add() -> None:
+    # One list of 10 written out, referenced n times: the aliases add 11 nodes each.
+    def spec(n: int) -> str:
+        return "a: &a [" + ", ".join("x" * 10) + "]\nb: [" + ", ".join(["*a"] * n) + "]\n"
+
+    fits = MAX_ALIAS_NODES // 11
+    assert len(parse_document(spec(fits), "f.yaml").data["b"]) == fits
+    d = _one(spec(fits + 1))
+    assert d.code == "E006" and "by more than" in d.message and d.position is not None
 
 
 def test_broken_yaml_points_at_the_problem_and_where_it_started() -> None:

@@ -14,6 +14,8 @@ from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
 from pymlc.cli import main
+from pymlc.compiler.lock import EMPTY_LOCK, update_lock
+from pymlc.runtime_stub.wire import BLOCK_FIELDS, block_numbers, block_of
 
 MODEL = '''from pymlc import DataFrameModel
 
@@ -172,6 +174,8 @@ def test_rebuilding_leaves_the_lock_untouched(tmp_path: Path) -> None:
      ' "outputs": {"fields": {"y": 1}, "reserved": []}}', "field number 0 is not an integer"),
     ('{"pyml_lock": 1, "inputs": {"fields": {"a": "1"}, "reserved": []},'
      ' "outputs": {"fields": {"y": 1}, "reserved": []}}', "field number '1' is not an integer"),
+    ('{"pyml_lock": 1, "inputs": {"fields": {"a": 19500}, "reserved": []},'
+     ' "outputs": {"fields": {"y": 1}, "reserved": []}}', "reserved 19000..19999"),
     ("[]", "not a valid lock file"),
 ])
 def test_a_corrupt_lock_is_a_clean_diagnostic(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -188,3 +192,36 @@ def test_a_corrupt_lock_is_a_clean_diagnostic(tmp_path: Path, capsys: pytest.Cap
     assert "Traceback" not in stderr
     assert not (tmp_path / "generated").exists()
     assert (tmp_path / "pyml.lock").read_text(encoding="utf-8") == content  # left for repair
+
+
+def test_numbering_skips_protobufs_reserved_range(tmp_path: Path) -> None:
+    # Numbers are never reused: a wide spec whose columns are renamed walks past 19000, where
+    # protoc refuses fields (19000..19999 are its own).
+    spec = _write_spec(tmp_path, ["a", "b"])
+    lock = _build(spec)
+    lock["inputs"]["fields"] = {"a": 18999}
+    lock["inputs"]["reserved"] = [{"name": "old", "number": 20001}]
+    (tmp_path / "pyml.lock").write_text(json.dumps(lock), encoding="utf-8")
+    assert _build(spec)["inputs"]["fields"] == {"a": 18999, "b": 20002}
+    lock["inputs"]["reserved"] = []
+    (tmp_path / "pyml.lock").write_text(json.dumps(lock), encoding="utf-8")
+    assert _build(spec)["inputs"]["fields"] == {"a": 18999, "b": 20000}
+    assert _numbers(_request(spec)) == {"a": 18999, "b": 20000}  # protoc accepts them
+
+
+def test_a_wide_message_fills_blocks_and_no_field_ever_moves() -> None:
+    # protobuf's Python runtime cannot load a message of ~8,000 message fields: beyond
+    # BLOCK_FIELDS, fields get numbers of block 1, 2, ... (runtime_stub.wire).
+    names = [f"c{i}" for i in range(BLOCK_FIELDS + 2)]
+    lock = update_lock(EMPTY_LOCK, names, ["y"])
+    numbers = dict(lock.inputs.fields)
+    assert [block_of(numbers[n]) for n in names] == [0] * BLOCK_FIELDS + [1, 1]
+    assert numbers["c4999"] == BLOCK_FIELDS and numbers["c5000"] == block_numbers(1).start
+    # Removing a field of block 0 makes room there; the new field goes there, on a fresh
+    # number, and every other field keeps its number (and so its block).
+    later = update_lock(lock, [n for n in names if n != "c7"] + ["new"], ["y"])
+    moved = {n for n, number in later.inputs.fields if numbers.get(n, number) != number}
+    assert not moved and later.inputs.number("new") == BLOCK_FIELDS + 1
+    assert ("c7", 8) in later.inputs.reserved
+    again = update_lock(later, [n for n, _ in later.inputs.fields] + ["newer"], ["y"])
+    assert again.inputs.number("newer") == block_numbers(1).start + 2

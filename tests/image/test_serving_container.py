@@ -149,14 +149,14 @@ def test_fare_container_over_the_socket_with_typed_stubs_and_pymlc_predict(
     with grpc.insecure_channel(f"unix:{socket}") as channel:
         stub = pb2_grpc.FareEstimatorStub(channel)
         reply = stub.Predict(request, timeout=30)
-        short = codecs.typed_from_frame(pb2.PredictRequest(), frame.drop(columns="city"),
-                                        [s for s in inputs if s.name != "city"])
+        short = codecs.typed_from_frame(pb2.PredictRequest(), frame.drop(columns="pickup_hour"),
+                                        [s for s in inputs if s.name != "pickup_hour"])
         with pytest.raises(grpc.RpcError) as bad:  # a missing column is named in the error
             stub.Predict(short, timeout=30)
     fares = codecs.columns_from_typed(reply, outputs)["fare"]
     np.testing.assert_allclose(fares, want, rtol=1e-6)
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "city" in (bad.value.details() or "")
+    assert "pickup_hour" in (bad.value.details() or "")  # required (a nullable one is null)
 
     done = subprocess.run([sys.executable, "-m", "pymlc", "predict", str(spec), "--input",
                            str(spec.parent / "examples" / "input.json"), "--socket",

@@ -56,7 +56,7 @@ def test_every_table_row_has_the_runtime_columns() -> None:
     ("int8", np.array([1, -128, 127], dtype=np.int64), "int8"),   # narrowing, every value fits
     ("int32", np.array([7], dtype=np.uint16), "int32"),
     ("float64", np.array([0.5], dtype=np.float32), "float64"),
-    ("float32", np.array([0.5, np.nan]), "float32"),              # exact in float32
+    ("float32", np.array([0.5, np.inf]), "float32"),              # exact in float32
     ("int32", pd.array([1, 2], dtype="Int64"), "int32"),           # masked, no nulls
     ("string", pd.array(["a", "b"], dtype="string"), "object"),
     ("string", np.array(["a", "b"]), "object"),
@@ -265,3 +265,127 @@ def test_predictor_refuses_duplicate_columns(fare: Predictor, tmp_path: Path) ->
     doubled = pd.concat([frame, frame[["city"]]], axis=1)
     with pytest.raises(InputError, match="city: duplicate input column"):
         fare.predict_frame(doubled)
+
+
+# --- row-wise problems: ContractError.rows ----------------------------------------------------
+
+def test_contract_errors_keep_their_one_argument_form() -> None:
+    error = InputError(["a: missing input column (int32)"])
+    assert error.problems == ("a: missing input column (int32)",) and dict(error.rows) == {}
+    with_rows = OutputError(["y: bad"], {"y": [3, 1]})
+    assert dict(with_rows.rows) == {"y": (3, 1)} and str(with_rows) == "y: bad"
+    with pytest.raises(TypeError):
+        with_rows.rows["z"] = (1,)  # type: ignore[index]
+
+
+def _rows(type_: str, values: Any, nullable: bool = False) -> tuple[str, dict[str, Any]]:
+    with pytest.raises(InputError) as caught:
+        _conform(type_, values, nullable)
+    return str(caught.value), dict(caught.value.rows)
+
+
+@pytest.mark.parametrize(("type_", "values", "rows", "message"), [
+    ("string", np.array(["a", None, "b", None], dtype=object), (1, 3),
+     "2 null value(s), but the column is not nullable (rows 1, 3)"),
+    ("int32", pd.array([None, 1, 2], dtype="Int64"), (0,), "(row 0)"),
+    ("int8", np.array([1, 300, -2, -200]), (1, 3), "values -200..300 do not fit in int8"),
+    ("float32", np.array([0.5, 0.1, 0.25]), (1,), "do not all convert exactly to float32"),
+    ("date", np.array(["2024-01-01", "2024-01-02T10:00", "NaT"], "datetime64[m]"), (1,),
+     "not all whole days"),
+])
+def test_row_wise_problems_name_every_row(type_: str, values: Any, rows: tuple[int, ...],
+                                          message: str) -> None:
+    text, found = _rows(type_, values, nullable=type_ == "date")
+    assert found == {"c": rows} and message in text
+
+
+def test_the_message_shows_the_first_rows_and_the_mapping_holds_all() -> None:
+    values = np.array([None if i % 3 == 0 else "x" for i in range(3000)], dtype=object)
+    text, found = _rows("string", values)
+    assert found == {"c": tuple(range(0, 3000, 3))}
+    assert text.endswith("(rows 0, 3, 6, 9, 12 and 995 more)")
+
+
+def test_problems_that_are_not_row_wise_have_no_rows() -> None:
+    specs = column_specs([_col("a", "int32"), _col("b", "string")])
+    with pytest.raises(InputError) as caught:
+        conform_columns({"a": np.array([1.5]), "z": np.ones(1)}, specs)
+    assert dict(caught.value.rows) == {}
+    with pytest.raises(InputError) as mixed:
+        conform_columns({"a": np.array([1, 2**40]), "b": np.array(["x", None], object)}, specs)
+    assert dict(mixed.value.rows) == {"a": (1,), "b": (1,)}
+
+
+def test_tensor_rows_are_samples() -> None:
+    specs = tensor_specs([_tensor((-1, 2), "int8")])
+    with pytest.raises(InputError) as caught:
+        conform_tensors({"t": np.array([[1, 2], [3, 4], [5, 500], [600, 0]])}, specs)
+    assert dict(caught.value.rows) == {"t": (2, 3)} and "(rows 2, 3)" in str(caught.value)
+
+
+# --- NaN is null --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values", [
+    np.array([1.0, np.nan, 2.0, np.nan]),                       # the hot path: the spec's dtype
+    np.array([1.0, np.nan, 2.0, np.nan], dtype=np.float32),     # widened to float64
+    np.array([1.0, float("nan"), 2.0, None], dtype=object),     # pandas readers, JSON
+    pd.array([1.0, None, 2.0, None], dtype="Float64"),          # masked nulls
+])
+def test_nan_in_a_non_nullable_float_input_is_refused_as_a_null(values: Any) -> None:
+    text, found = _rows("float64", values)
+    assert found == {"c": (1, 3)}
+    assert "c: 2 null or NaN value(s), but the column is not nullable (rows 1, 3)" in text
+
+
+def test_nan_in_a_nullable_float_column_is_a_null_and_inf_is_a_value() -> None:
+    nullable = _conform("float64", np.array([np.nan, 1.0, np.inf]), nullable=True)
+    assert np.isnan(nullable[0]) and nullable.isna().tolist() == [True, False, False]
+    assert _conform("float32", np.array([np.inf, -np.inf]), nullable=False).tolist() == \
+        [np.inf, -np.inf]
+    # inf - inf is NaN: the check must neither refuse nor warn about what holds no NaN.
+    assert _conform("float64", np.array([np.inf, -np.inf, 1.0])).tolist()[:2] == \
+        [np.inf, -np.inf]
+
+
+def test_nan_in_a_non_nullable_float_output_is_the_models_fault() -> None:
+    specs = column_specs([_col("y", "float64")])
+    with pytest.raises(OutputError) as caught:
+        check_output_columns(pd.DataFrame({"y": [1.0, np.nan]}), specs, 2)
+    assert "y: 1 null or NaN value(s), but the column is not nullable (row 1)" in \
+        str(caught.value) and dict(caught.value.rows) == {"y": (1,)}
+
+
+# --- a nullable input left out is null in every row ---------------------------------------------
+
+@pytest.mark.parametrize(("type_", "null"), [
+    ("float64", "nan"), ("float32", "nan"), ("int8", "<NA>"), ("bool", "<NA>"),
+    ("string", "None"), ("binary", "None"), ("date", "NaT"), ("timestamp", "NaT"),
+])
+def test_a_left_out_nullable_input_is_all_null(type_: str, null: str) -> None:
+    specs = column_specs([_col("a", "int32"), _col("c", type_, nullable=True),
+                          _col("d", "float64")])
+    frame = conform_columns({"d": np.zeros(2), "a": np.ones(2, np.int32)}, specs)
+    assert list(frame.columns) == ["a", "c", "d"]  # spec order, as always
+    given = conform_columns({"a": np.ones(2, np.int32), "c": np.array([None, None], object),
+                             "d": np.zeros(2)}, specs)
+    assert frame["c"].dtype == given["c"].dtype  # as if the client had sent two nulls
+    assert [str(v) for v in frame["c"].tolist()] == [null, null]
+
+
+def test_a_left_out_nullable_input_needs_another_input_for_the_row_count() -> None:
+    only = column_specs([_col("c", "float64", nullable=True)])
+    with pytest.raises(InputError) as caught:
+        conform_columns({}, only)
+    assert caught.value.problems == (
+        "c: missing input column (float64, nullable); a nullable input may be left out (it is"
+        " then null in every row) only beside an input that gives the row count",)
+    specs = column_specs([_col("a", "int32"), _col("c", "float64", nullable=True)])
+    assert len(conform_columns({"a": np.ones(0, np.int32)}, specs)) == 0
+    with pytest.raises(InputError, match="a: missing input column"):
+        conform_columns({}, specs)  # the required one is named; nothing is made up
+
+
+def test_a_left_out_nullable_output_is_still_the_models_fault() -> None:
+    specs = column_specs([_col("y", "float64"), _col("z", "float64", nullable=True)])
+    with pytest.raises(OutputError, match="z: missing output column"):
+        check_output_columns(pd.DataFrame({"y": [1.0]}), specs, 1)

@@ -14,8 +14,20 @@ on the wire.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ...runtime_stub.types import COLUMN_TYPES
+from ...runtime_stub.wire import (
+    BLOCK_FIELDS,
+    MESSAGES,
+    TENSOR_MESSAGE,
+    block_field,
+    block_message,
+    block_number,
+    block_numbers,
+    block_of,
+    column_message,
+)
 from ..ir import BuildPlan, FieldPlan, MessagePlan
 from .base import Artifact, header, render
 
@@ -30,7 +42,7 @@ ENCODING = (
 )
 
 _TENSOR_WRAPPER: dict[str, object] = {
-    "name": "Tensor",
+    "name": TENSOR_MESSAGE,
     "doc": "A tensor: its dimensions and the raw little-endian row-major bytes of its elements.",
     "fields": ("repeated int64 shape = 1;", "bytes data = 2;"),
 }
@@ -49,9 +61,10 @@ def emit_proto(plan: BuildPlan) -> list[Artifact]:
 
 
 def render_proto(plan: BuildPlan) -> str:
+    request, response = MESSAGES
     messages = [
-        _message("PredictRequest", plan.inputs, plan.model.kind),
-        _message("PredictResponse", plan.outputs, plan.model.kind),
+        *_messages(request, plan.inputs, plan.model.kind),
+        *_messages(response, plan.outputs, plan.model.kind),
     ]
     return render(
         "service.proto.jinja",
@@ -72,7 +85,7 @@ def _wrappers(plan: BuildPlan) -> list[dict[str, object]]:
     scalars = sorted({COLUMN_TYPES[f.type].proto for f in fields})
     return [
         {
-            "name": _column_message(scalar),
+            "name": column_message(scalar),
             "doc": f"A column of {scalar}: one value per row; `nulls` empty, or a flag per row.",
             "fields": (f"repeated {scalar} values = 1;", "repeated bool nulls = 2;"),
         }
@@ -80,27 +93,42 @@ def _wrappers(plan: BuildPlan) -> list[dict[str, object]]:
     ]
 
 
-def _column_message(scalar: str) -> str:
-    return scalar[0].upper() + scalar[1:] + "Column"
+def _messages(name: str, message: MessagePlan, kind: str) -> list[dict[str, object]]:
+    """The message, then each block of a wide one (see ``runtime_stub.wire``)."""
+    numbers = [*(f.number for f in message.fields), *message.reserved_numbers]
+    blocks = sorted({block_of(n) for n in numbers} - {0})
+    top = _message(name, message, 0, kind)
+    top["fields"] = [*top["fields"], *(_block_field(name, block) for block in blocks)]
+    return [top, *(_message(block_message(name, block), message, block, kind)
+                   for block in blocks)]
 
 
-def _message(name: str, message: MessagePlan, kind: str) -> dict[str, object]:
+def _message(name: str, message: MessagePlan, block: int, kind: str) -> dict[str, Any]:
     return {
         "name": name,
-        "fields": [_field(f, kind) for f in message.fields],
-        "reserved_numbers": message.reserved_numbers,
-        "reserved_names": message.reserved_names,
+        "fields": [_field(f, kind) for f in message.fields if block_of(f.number) == block],
+        "reserved_numbers": [n for n in message.reserved_numbers if block_of(n) == block],
+        # Names are reserved in the message itself: the lock, not protoc, prevents reuse.
+        "reserved_names": message.reserved_names if block == 0 else (),
     }
+
+
+def _block_field(name: str, block: int) -> _Field:
+    numbers = block_numbers(block)
+    comment = (f"fields numbered {numbers.start}..{numbers.stop - 1}: a wide message travels"
+               f" in blocks of at most {BLOCK_FIELDS} fields")
+    return _Field(comment, block_message(name, block), block_field(block),
+                  block_number(block))
 
 
 def _field(field: FieldPlan, kind: str) -> _Field:
     if kind == "tensor":
         dims = ", ".join(str(d) for d in field.shape)
         comment = f"{field.type} [{dims}]"
-        type_ = "Tensor"
+        type_ = TENSOR_MESSAGE
     else:
         comment = field.type + (", nullable" if field.nullable else "")
-        type_ = _column_message(COLUMN_TYPES[field.type].proto)
+        type_ = column_message(COLUMN_TYPES[field.type].proto)
     if field.description:
         comment += f": {field.description}"
     return _Field(comment, type_, field.name, field.number)
