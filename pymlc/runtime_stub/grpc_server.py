@@ -42,6 +42,7 @@ from .checks import ContractError, InputError, OutputError
 from .codecs import columns_from_typed, tensors_from_typed, typed_from_columns, typed_from_tensors
 from .config import ModelConfig, tcp_address
 from .fused import typed_tensor_predict
+from .grpc_options import server_options
 from .metrics import Metrics, serve_metrics
 from .oip import pb as oip_pb
 from .predict import Predictor
@@ -110,12 +111,10 @@ class ModelServer:
             OSError: a socket path is in use by a live server, or a port cannot be bound.
         """
         serving = self.config.serving
-        options = [("grpc.max_receive_message_length", serving.max_message_bytes),
-                   ("grpc.max_send_message_length", serving.max_message_bytes),
-                   ("grpc.so_reuseport", 0)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=serving.threads,
                                                         thread_name_prefix="pymlc"),
-                             options=options, maximum_concurrent_rpcs=serving.max_concurrency)
+                             options=server_options(serving.max_message_bytes),
+                             maximum_concurrent_rpcs=serving.max_concurrency)
         # Registered (not generic) methods: the core matches them by name before Python runs,
         # which saves a generic-handler lookup on every call.
         server.add_registered_method_handlers(self._typed_service, self._typed_methods())
