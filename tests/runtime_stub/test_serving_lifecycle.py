@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from serving_support import PYTHON, ROOT, Server, build, model_env, stubs, write_probe
 
+from pymlc.runtime_stub import health
+
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -156,3 +158,33 @@ def test_missing_environment_says_what_to_set() -> None:
     run = subprocess.run([PYTHON, "-m", "pymlc.runtime_stub.serve"], env=env,
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 1 and "PYML_MODEL_CONFIG is not set" in run.stderr
+
+
+def test_model_calls_beyond_max_concurrency_are_resource_exhausted(
+        tmp_path: Path, pb: tuple[Any, Any]) -> None:
+    folder = write_probe(tmp_path / "spec")
+    spec = folder / "pyml.yaml"
+    spec.write_text(spec.read_text().replace("  threads: 4\n",
+                                             "  threads: 1\n  max_concurrency: 2\n"))
+    running = Server(build(folder, tmp_path / "generated"), folder, "--socket",
+                     str(tmp_path / "limit.sock"))
+    results: list[Any] = []
+    slow = [threading.Thread(target=lambda: results.append(
+        _call(running, pb, _request(pb[0], [1.0], delay_ms=3000)))) for _ in range(2)]
+    try:
+        for t in slow:
+            t.start()
+        deadline, code = time.monotonic() + 30, None
+        while code != grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline:
+            try:  # admitted while a slow call has not arrived yet; refused once both have
+                _call(running, pb, _request(pb[0], [1.0]))
+            except grpc.RpcError as exc:
+                code, details = exc.code(), exc.details()
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "serving.max_concurrency" in details
+        assert health.check(running.unix)  # health is no model call: never refused
+        for t in slow:
+            t.join()
+        assert [list(r.y.values) for r in results] == [[2.0], [2.0]]
+    finally:
+        assert running.stop() == 0, running.text()
