@@ -52,6 +52,7 @@ from .codecs import columns_from_typed, tensors_from_typed, typed_from_columns, 
 from .config import ModelConfig
 from .fused import typed_tensor_predict
 from .grpc_options import server_options
+from .limits import LimitError, RequestLimits
 from .listen import Listen, bind, remove_socket
 from .metrics import Metrics, serve_metrics
 from .oip import pb as oip_pb
@@ -100,6 +101,7 @@ class ModelServer:
         self._health = health.aio.HealthServicer()
         self._typed_service = f"{config.proto_package}.{config.service}"
         self._timeout = config.serving.timeout_ms / 1000
+        self._limits = RequestLimits.of(config.serving.max_message_bytes)
         self._active = 0  # model calls whose request has arrived; touched on the loop only
         self._pool: futures.ThreadPoolExecutor | None = None
         self._server: grpc.aio.Server | None = None
@@ -250,6 +252,7 @@ class ModelServer:
 
     def _predict_frame_typed(self, data: bytes, context: Any) -> bytes:
         request = _parse(self._stubs.PredictRequest, data)
+        self._limits.check_typed(request, self._predictor.input_columns)
         columns = columns_from_typed(request, self._predictor.input_columns)
         outputs = self._predictor.predict_arrays(columns)
         response = typed_from_columns(self._stubs.PredictResponse(), outputs,
@@ -267,6 +270,7 @@ class ModelServer:
     def _model_infer(self, data: bytes, context: Any) -> bytes:
         request = _parse(oip_pb.ModelInferRequest, data)
         self._check_model(request.model_name, request.model_version)
+        self._limits.check_oip(request)
         requested = [o.name for o in request.outputs]
         unknown = sorted(set(requested) - set(oip.output_names(self.config)))
         if unknown:
@@ -314,6 +318,8 @@ def _status_of(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
         return exc.code, str(exc)
     if isinstance(exc, InputError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, LimitError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, OutputError):
         log.error("%s: the model's outputs do not match the spec: %s", method, exc)
         return grpc.StatusCode.INTERNAL, f"OutputError: the model's outputs do not match the" \
