@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .config import ConfigError, ModelConfig, model_root_from_env
 from .grpc_server import Listen, ModelServer
@@ -26,11 +26,14 @@ __all__ = ["LOG_LEVEL_ENV", "main"]
 LOG_LEVEL_ENV = "PYML_LOG_LEVEL"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *,
+         loaded: Callable[[], None] | None = None) -> int:
     """Serve the configured model until SIGTERM/SIGINT.
 
     Args:
         argv: command-line arguments (default: ``sys.argv[1:]``).
+        loaded: called once the model and the generated stubs are in memory, before the server
+            binds: from then on the files ``PYML_MODEL_CONFIG`` names are no longer read.
 
     Returns:
         The exit code: 0 after a clean shutdown, 1 if the server could not start.
@@ -45,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ModelLoadError) as exc:
         print(f"pymlc: error: {exc}", file=sys.stderr)
         return 1
+    if loaded is not None:
+        loaded()
     return asyncio.run(_serve(server, args.grace))
 
 
