@@ -4,12 +4,15 @@ temporary folder and served by a real child process."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from servers import Server, build, stubs
 
-__all__ = ["SERVICE", "SINK_MODEL", "SINK_SPEC", "serve_sink", "sink_stubs", "write_sink"]
+__all__ = ["SERVICE", "SINK_MODEL", "SINK_SPEC", "serve_sink", "served_sink", "sink_stubs",
+           "write_sink"]
 
 SERVICE = "pyml.sink.v0.Sink"
 
@@ -65,3 +68,13 @@ def serve_sink(folder: Path, *args: str) -> Server:
 def sink_stubs(folder: Path) -> ModuleType:
     """The typed ``_pb2`` module of the sink spec served from ``folder``."""
     return stubs(_generated(folder), "sink_v0")[0]
+
+
+def served_sink(tmp_path_factory: Any, name: str,
+                serving: str = "") -> Iterator[tuple[Server, ModuleType]]:
+    """The body of a fixture: the sink served (and its stubs) until the fixture ends, then
+    stopped with SIGTERM, which must end it cleanly."""
+    folder = write_sink(tmp_path_factory.mktemp(name) / "sink", serving)
+    running = serve_sink(folder)
+    yield running, sink_stubs(folder)
+    assert running.stop() == 0, running.text()

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from raw_grpc import call, frame
 from servers import Server, peak_rss
-from serving_model import SERVICE, serve_sink, sink_stubs, write_sink
+from serving_model import SERVICE, served_sink
 
 MiB = 1 << 20
 REFUSED = (grpc.StatusCode.UNIMPLEMENTED.value[0], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
@@ -47,10 +47,7 @@ def test_the_bomb_is_what_it_claims() -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ModuleType]]:
-    folder = write_sink(tmp_path_factory.mktemp("bomb") / "sink")
-    running = serve_sink(folder)
-    yield running, sink_stubs(folder)
-    assert running.stop() == 0, running.text()
+    yield from served_sink(tmp_path_factory, "bomb")
 
 
 def _predict(served: tuple[Server, ModuleType]) -> tuple[int | None, str]:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 from servers import Server
-from serving_model import SERVICE, serve_sink, sink_stubs, write_sink
+from serving_model import SERVICE, served_sink
 
 from pymlc.runtime_stub.oip import pb as oip_pb
 
@@ -25,10 +25,7 @@ BAD = grpc.StatusCode.INVALID_ARGUMENT
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ModuleType]]:
-    folder = write_sink(tmp_path_factory.mktemp("garbage") / "sink")
-    running = serve_sink(folder)
-    yield running, sink_stubs(folder)
-    assert running.stop() == 0, running.text()
+    yield from served_sink(tmp_path_factory, "garbage")
 
 
 @pytest.fixture(scope="module")

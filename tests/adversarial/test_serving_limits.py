@@ -8,7 +8,6 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -16,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 from servers import Server, peak_rss
-from serving_model import SERVICE, serve_sink, sink_stubs, write_sink
+from serving_model import SERVICE, served_sink
 
 from pymlc.compiler.lower import DEFAULT_SERVING
 from pymlc.runtime_stub.oip import pb as oip_pb
@@ -30,16 +29,9 @@ UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_le
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ModuleType]]:
     # The default limits, but time enough for a loaded machine: the deadline is not measured.
-    return write_sink(tmp_path_factory.mktemp("limits") / "sink", "serving:\n  timeout_ms: 60000\n")
-
-
-@pytest.fixture(scope="module")
-def served(folder: Path) -> Iterator[tuple[Server, ModuleType]]:
-    running = serve_sink(folder)
-    yield running, sink_stubs(folder)
-    assert running.stop() == 0, running.text()
+    yield from served_sink(tmp_path_factory, "limits", "serving:\n  timeout_ms: 60000\n")
 
 
 def _typed(pb2: ModuleType, rows: int, text: str | None) -> Any:
@@ -100,11 +92,8 @@ def test_a_request_of_the_default_max_size_fits_the_default_memory(
 @pytest.fixture(scope="module")
 def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ModuleType]]:
     """The sink with the old default limit, 64 MiB, where 15M empty elements fit a message."""
-    folder = write_sink(tmp_path_factory.mktemp("roomy") / "sink",
-                        "serving:\n  max_message_bytes: 67108864\n")
-    running = serve_sink(folder)
-    yield running, sink_stubs(folder)
-    assert running.stop() == 0, running.text()
+    yield from served_sink(tmp_path_factory, "roomy",
+                           "serving:\n  max_message_bytes: 67108864\n")
 
 
 EMPTY = 15_000_000

@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from raw_grpc import Connection
 from servers import Server
-from serving_model import SERVICE, serve_sink, sink_stubs, write_sink
+from serving_model import SERVICE, served_sink
 
 from pymlc.runtime_stub.oip import pb as oip_pb
 
@@ -27,10 +27,7 @@ PROMISE = 1.0  # seconds: what the issue promises for health and a normal call
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ModuleType]]:
-    folder = write_sink(tmp_path_factory.mktemp("stalled") / "sink")
-    running = serve_sink(folder)
-    yield running, sink_stubs(folder)
-    assert running.stop() == 0, running.text()
+    yield from served_sink(tmp_path_factory, "stalled")
 
 
 @pytest.fixture
