@@ -13,11 +13,10 @@ from types import ModuleType
 import grpc
 import numpy as np
 import pytest
+import tritonclient.grpc.service_pb2 as oip_pb  # not the runtime's: tritonclient loads after
 from grpc_health.v1 import health_pb2
 from servers import Server
 from serving_model import SERVICE, served_sink
-
-from pymlc.runtime_stub.oip import pb as oip_pb
 
 PREDICT, INFER = f"/{SERVICE}/Predict", "/inference.GRPCInferenceService/ModelInfer"
 BAD = grpc.StatusCode.INVALID_ARGUMENT

@@ -14,11 +14,11 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+import tritonclient.grpc.service_pb2 as oip_pb  # not the runtime's: tritonclient loads after
 from servers import Server, peak_rss
 from serving_model import SERVICE, served_sink
 
 from pymlc.compiler.lower import DEFAULT_SERVING
-from pymlc.runtime_stub.oip import pb as oip_pb
 
 MiB = 1 << 20
 LIMIT = DEFAULT_SERVING.max_message_bytes

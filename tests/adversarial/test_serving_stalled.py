@@ -13,12 +13,11 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+import tritonclient.grpc.service_pb2 as oip_pb  # not the runtime's: tritonclient loads after
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from raw_grpc import Connection
 from servers import Server
 from serving_model import SERVICE, served_sink
-
-from pymlc.runtime_stub.oip import pb as oip_pb
 
 STALLED = 64  # of each kind: typed Predict and OIP ModelInfer
 PER_CONNECTION = 16

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+import tritonclient.grpc.service_pb2  # noqa: F401 - first, so that the runtime borrows its OIP messages
 
 from pymlc.runtime_stub.limits import LimitError, RequestLimits
 from pymlc.runtime_stub.oip import _split_bytes, pb
