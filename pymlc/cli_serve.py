@@ -1,10 +1,13 @@
 """``pymlc serve``, ``pymlc predict`` and the examples step of ``pymlc validate``.
 
 ``serve`` compiles the spec in memory and writes the generated files to a temporary folder, so
-a stale ``generated/`` can never be served; the runtime server then runs as a child process
-(``python -m pymlc.runtime_stub.serve``, exactly what the image runs) with ``PYML_MODEL_CONFIG``
-and ``PYML_MODEL_ROOT`` set, SIGTERM/SIGINT passed on. ``predict`` is a client of the typed
-per-model service, with stubs from the same fresh compile.
+a stale ``generated/`` can never be served; then it runs the runtime's server in this process
+(``runtime_stub.serve.main``, exactly what the image runs) with ``PYML_MODEL_CONFIG`` and
+``PYML_MODEL_ROOT`` set. No child process: a ``pymlc serve`` killed with SIGKILL leaves no
+orphan serving on its socket (the next ``pymlc serve`` replaces the stale socket file). The
+temporary folder is removed as soon as the model and its stubs are loaded, before the server
+listens, so a kill while serving leaves no folder behind either. ``predict`` is a client of
+the typed per-model service, with stubs from the same fresh compile.
 """
 
 from __future__ import annotations
@@ -13,8 +16,7 @@ import argparse
 import importlib
 import json
 import os
-import signal
-import subprocess
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -83,15 +85,19 @@ def _generated(spec: Path) -> Iterator[tuple[Compiled, Path]]:
 # --- serve --------------------------------------------------------------------------------
 
 def _serve(args: argparse.Namespace) -> int:
-    with _generated(args.spec) as (compiled, folder):
-        command = [sys.executable, "-m", "pymlc.runtime_stub.serve", *_serve_flags(args)]
-        env = {**os.environ, "PYML_MODEL_CONFIG": str(folder / "model.json"),
-               "PYML_MODEL_ROOT": str(compiled.spec_path.parent.resolve())}
-        child = subprocess.Popen(command, env=env)
-        # The child stops itself on either signal; forward them and wait for its drain.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda number, _frame: child.send_signal(number))
-        return child.wait()
+    from .compiler.pipeline import compile_spec
+    from .compiler.write import write_tree
+    from .runtime_stub import serve
+
+    compiled = compile_spec(args.spec, display=shown(args.spec))
+    folder = Path(tempfile.mkdtemp(prefix=f"pymlc-{compiled.plan.name}-"))
+    try:
+        write_tree(folder, compiled.artifacts)
+        os.environ["PYML_MODEL_CONFIG"] = str(folder / "model.json")
+        os.environ["PYML_MODEL_ROOT"] = str(compiled.spec_path.parent.resolve())
+        return serve.main(_serve_flags(args), loaded=lambda: shutil.rmtree(folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _serve_flags(args: argparse.Namespace) -> list[str]:

@@ -15,6 +15,7 @@ are always raw. Conversion to the spec's dtypes is left to ``checks``, as for th
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
@@ -110,7 +111,8 @@ def _decode(tensor: Any, raw: bytes | None) -> np.ndarray[Any, Any]:
                          f" {', '.join(OIP_DATATYPES)}")
     shape = tuple(tensor.shape)
     if row.name == "BYTES":
-        items = _split_bytes(raw) if raw is not None else list(tensor.contents.bytes_contents)
+        items = _split_bytes(raw, _count(shape)) if raw is not None \
+            else list(tensor.contents.bytes_contents)
         return _shaped(np.array(items, dtype=object), shape, row.name)
     if raw is not None:
         return from_bytes(raw, np.dtype(row.numpy), shape)
@@ -132,18 +134,37 @@ def _shaped(array: np.ndarray[Any, Any], shape: tuple[int, ...],
     return array.reshape(shape)
 
 
-def _split_bytes(raw: bytes) -> list[bytes]:
-    """Elements of a raw BYTES tensor: each a 4-byte little-endian length, then the bytes."""
-    items, offset, view = [], 0, memoryview(raw)
-    while offset < len(raw):
-        if offset + 4 > len(raw):
-            raise ValueError("raw BYTES contents end inside a length prefix")
-        (size,) = _LENGTH.unpack_from(raw, offset)
-        offset += 4
-        if offset + size > len(raw):
+def _count(shape: tuple[int, ...]) -> int:
+    if any(d < 0 for d in shape):
+        raise ValueError(f"shape {list(shape)} has a negative dimension")
+    return math.prod(shape)
+
+
+def _split_bytes(raw: bytes, count: int) -> list[bytes]:
+    """The ``count`` elements of a raw BYTES tensor: each a 4-byte little-endian length, then
+    the bytes. Walks no further than ``count`` elements (bounded by the server's limits), and
+    refuses contents that hold fewer or more."""
+    if len(raw) < 4 * count:
+        raise ValueError(f"raw BYTES contents of {len(raw)} bytes cannot hold the {count:,}"
+                         " elements of the shape (4 bytes of length each, at least)")
+    if len(raw) == 4 * count:  # only lengths: every element must be empty
+        if np.frombuffer(raw, "<u4").any():
             raise ValueError("raw BYTES contents end inside an element")
-        items.append(bytes(view[offset:offset + size]))
-        offset += size
+        return [b""] * count
+    items: list[bytes] = [b""] * count
+    unpack, offset = _LENGTH.unpack_from, 0
+    for i in range(count):  # the lengths chain: each one says where the next begins
+        start = offset + 4
+        if start > len(raw):
+            raise ValueError(f"raw BYTES contents end before the {count:,} elements of the"
+                             " shape")
+        offset = start + unpack(raw, offset)[0]
+        items[i] = raw[start:offset]
+    if offset > len(raw):
+        raise ValueError("raw BYTES contents end inside an element")
+    if offset < len(raw):
+        raise ValueError(f"raw BYTES contents hold more than the {count:,} elements of the"
+                         " shape")
     return items
 
 

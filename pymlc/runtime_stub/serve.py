@@ -10,12 +10,12 @@ interface. A line ``pymlc: serving NAME VERSION on ADDRESS, ...`` on stderr says
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import sys
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .config import ConfigError, ModelConfig, model_root_from_env
 from .grpc_server import Listen, ModelServer
@@ -26,11 +26,14 @@ __all__ = ["LOG_LEVEL_ENV", "main"]
 LOG_LEVEL_ENV = "PYML_LOG_LEVEL"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *,
+         loaded: Callable[[], None] | None = None) -> int:
     """Serve the configured model until SIGTERM/SIGINT.
 
     Args:
         argv: command-line arguments (default: ``sys.argv[1:]``).
+        loaded: called once the model and the generated stubs are in memory, before the server
+            binds: from then on the files ``PYML_MODEL_CONFIG`` names are no longer read.
 
     Returns:
         The exit code: 0 after a clean shutdown, 1 if the server could not start.
@@ -42,18 +45,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = ModelConfig.from_env()
         server = ModelServer(config, model_root_from_env(), _listen(args, config),
                              metrics_port=_metrics_port(args, config))
-        addresses = server.start()
-    except (ConfigError, ModelLoadError, OSError) as exc:
+    except (ConfigError, ModelLoadError) as exc:
         print(f"pymlc: error: {exc}", file=sys.stderr)
         return 1
-    stop = threading.Event()
+    if loaded is not None:
+        loaded()
+    return asyncio.run(_serve(server, args.grace))
+
+
+async def _serve(server: ModelServer, grace: float) -> int:
+    try:
+        addresses = await server.start()
+    except OSError as exc:
+        print(f"pymlc: error: {exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        loop.add_signal_handler(sig, stop.set)
+    config = server.config
     print(f"pymlc: serving {config.name} {config.version} on {', '.join(addresses)}",
           file=sys.stderr, flush=True)
-    stop.wait()
+    await stop.wait()
     print("pymlc: stopping; finishing in-flight calls", file=sys.stderr, flush=True)
-    server.stop(args.grace)
+    await server.stop(grace)
     return 0
 
 

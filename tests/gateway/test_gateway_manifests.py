@@ -175,7 +175,7 @@ def test_a_folder_build_writes_routes_beside_the_specs(tmp_path: Path) -> None:
         ("fare-estimator", "1.4.0", "registry.example.com/ml/fare-estimator:1.4.0",
          "pricing/fare/pyml.yaml")]
     assert routes["models"][1]["limits"] == {"cpus": 1.0, "memory_mb": 1024,
-                                             "max_message_bytes": 67108864}
+                                             "max_message_bytes": 16777216}
     assert str(tmp_path) not in text
     # The same tree elsewhere gives the same bytes.
     other = _models(tmp_path / "elsewhere")

@@ -6,20 +6,12 @@ whose ``inference`` proto package the runtime then borrows (see ``oip``) if it i
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from servers import PYTHON, ROOT, SPECS, START_TIMEOUT, Server, model_env, stubs
+from servers import PYTHON, ROOT, SPECS, START_TIMEOUT, Server, build, model_env, stubs
 
 __all__ = ["PYTHON", "ROOT", "SPECS", "START_TIMEOUT", "Server", "build", "model_env",
            "stubs", "write_probe"]
-
-
-def build(spec_dir: Path, out: Path) -> Path:
-    """Compile ``spec_dir/pyml.yaml`` into ``out`` (never the spec's own generated/)."""
-    subprocess.run([PYTHON, "-m", "pymlc", "build", str(spec_dir / "pyml.yaml"), "-o", str(out)],
-                   check=True, capture_output=True, cwd=ROOT)
-    return out
 
 
 PROBE_SPEC = """\

@@ -149,7 +149,7 @@ def test_the_server_serves_digit_net_through_the_fused_path(
         raise AssertionError("the general path ran")
 
     monkeypatch.setattr(server, "_predict_tensors_typed", refuse)
-    behavior = server._typed_methods()["Predict"].unary_unary
+    behavior = server._typed_predict()
     reply = server._stubs.PredictResponse.FromString(
         behavior(REQUESTS["the spec's shape"](server), None))
     assert list(reply.label.shape) == [5]

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from serving_support import PYTHON, ROOT, Server, build, model_env, stubs, write_probe
 
+from pymlc.runtime_stub import health
+
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -156,3 +158,34 @@ def test_missing_environment_says_what_to_set() -> None:
     run = subprocess.run([PYTHON, "-m", "pymlc.runtime_stub.serve"], env=env,
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 1 and "PYML_MODEL_CONFIG is not set" in run.stderr
+
+
+def test_model_calls_beyond_max_concurrency_are_resource_exhausted(
+        tmp_path: Path, pb: tuple[Any, Any]) -> None:
+    folder = write_probe(tmp_path / "spec")
+    spec = folder / "pyml.yaml"
+    spec.write_text(spec.read_text().replace("  threads: 4\n",
+                                             "  threads: 2\n  max_concurrency: 2\n"))
+    running = Server(build(folder, tmp_path / "generated"), folder, "--socket",
+                     str(tmp_path / "limit.sock"))
+    outcomes: list[str] = []
+
+    def slow_call() -> None:  # 3 s each: all six arrive while the first two still run
+        try:
+            reply = _call(running, pb, _request(pb[0], [1.0], delay_ms=3000))
+            outcomes.append(f"OK {list(reply.y.values)}")
+        except grpc.RpcError as exc:
+            outcomes.append(f"{exc.code().name}: {exc.details()}")
+
+    calls = [threading.Thread(target=slow_call) for _ in range(6)]
+    try:
+        for t in calls:
+            t.start()
+        assert health.check(running.unix)  # health is no model call: never refused
+        for t in calls:
+            t.join()
+        refused = "RESOURCE_EXHAUSTED: 2 calls are in progress, the most this server takes" \
+                  " (serving.max_concurrency); retry later"
+        assert sorted(outcomes) == ["OK [2.0]"] * 2 + [refused] * 4
+    finally:
+        assert running.stop() == 0, running.text()
