@@ -94,6 +94,21 @@ class Server(Process):
                          env=model_env(generated, spec_dir))
 
 
+def build(spec_dir: Path, out: Path) -> Path:
+    """Compile ``spec_dir/pyml.yaml`` into ``out`` (never the spec's own generated/)."""
+    subprocess.run([PYTHON, "-m", "pymlc", "build", str(spec_dir / "pyml.yaml"), "-o", str(out)],
+                   check=True, capture_output=True, cwd=ROOT)
+    return out
+
+
+def peak_rss(pid: int) -> int:
+    """The peak resident memory of a live process so far (``VmHWM``), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
 def stubs(generated: Path, module: str) -> tuple[ModuleType, ModuleType]:
     """Import the typed ``_pb2`` and ``_pb2_grpc`` modules of a built spec."""
     if str(generated) not in sys.path:
