@@ -300,6 +300,8 @@ def test_readiness_follows_the_model_servers(echo: dict[str, Any]) -> None:
         with pytest.raises(InferenceServerException) as caught:
             client.infer("echo", _inputs([1.0]))
         assert caught.value.status() == "StatusCode.UNAVAILABLE"
+        message = caught.value.message() or ""
+        assert "echo/1.0.0" in message and str(socket) not in message, message
         folder = echo["root"] / "1.0.0"
         late = model_server(echo["generated"]["1.0.0"], folder, socket)
         try:
