@@ -40,7 +40,9 @@ def register(sub: _SubParsers) -> None:
                    help="seconds a container may take to become healthy (default: 120)")
     p.add_argument("--state-dir", type=Path, metavar="DIR", help="host folder for the models'"
                    " sockets (default: $TMPDIR/pymlc-gateway); keep it short")
-    p.add_argument("--threads", type=int, default=16, help="request threads (default: 16)")
+    p.add_argument("--threads", type=int, default=16,
+                   help="threads for blocking work such as starting containers; calls hold"
+                   " none (default: 16)")
     p.add_argument("--grace", type=float, default=10.0, metavar="S",
                    help="seconds in-flight calls may take after SIGTERM (default: 10)")
     p.add_argument("--build", action="store_true",

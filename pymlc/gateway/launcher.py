@@ -4,9 +4,18 @@ on demand, reached over a Unix socket in a bind-mounted host folder.
 Every container runs with no network (``--network none``), a read-only root with a tmpfs
 ``/tmp``, no capabilities, no privilege escalation, and the spec's CPU and memory limits. It is
 labelled ``pymlc.gateway=<instance>``, so shutdown removes exactly this gateway's containers,
-including any a crash left behind. A model is routed to only once its server answers
+including any a crash left behind; a gateway killed before it could clean up is cleaned up after
+by the next one (see :mod:`.orphans`). A model is routed to only once its server answers
 grpc.health.v1 SERVING on the socket. A container found dead is removed and started again (on
 the next request, or at once with ``start="eager"``); one idle past ``idle_timeout`` is stopped.
+
+A call that a model's server refused or broke is worth one retry (predictions are pure): the
+launcher makes sure the retry meets a server that answers, starting a fresh container if the
+old one is dead or does not answer its health check. A container that fails to start is not
+started again for every request: after each failed start in a row the model waits
+``BACKOFF_FIRST`` s, doubling up to ``BACKOFF_MAX`` s, and requests meanwhile get UNAVAILABLE
+with the failure (the end of the container's log); a start that answers its health check resets
+the count.
 
 With a fast path (HAProxy, see :mod:`.haproxy`), a model's calls bypass this process while its
 container serves: the launcher enables the model's server there once the container answers its
@@ -35,10 +44,12 @@ from typing import Any, Protocol
 import grpc
 
 from ..runtime_stub.gateway import Route, RouteError, Upstream, check_health
+from ..runtime_stub.gateway_backend import FRESH_CHANNEL
 from .haproxy_config import ModelServer
+from .orphans import reap_orphans, write_owner
 
-__all__ = ["DEFAULT_SOCKET", "LABEL", "FastPath", "Launcher", "ModelImage", "SOCKET_PATH_MAX",
-           "Usage"]
+__all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "DEFAULT_SOCKET", "LABEL", "FastPath", "Launcher",
+           "MissingImageError", "ModelImage", "SOCKET_PATH_MAX", "Usage", "backoff_delay"]
 
 log = logging.getLogger("pymlc.gateway")
 
@@ -48,6 +59,8 @@ SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes, with the terminating NUL
 _TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m,mode=1777"}
 _LOG_TAIL = 15
 POLL_EVERY = 5.0  # seconds between inspections when the engine gives no event stream
+BACKOFF_FIRST = 1.0  # seconds a model waits after a failed start, doubled after each one
+BACKOFF_MAX = 60.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,10 @@ class FastPath(Protocol):
         ...
 
 
+class MissingImageError(RouteError):
+    """A model's image is not in the engine (UNAVAILABLE, saying how to build it)."""
+
+
 @dataclass
 class _Slot:
     """The running state of one model: its container, channel and use."""
@@ -97,13 +114,17 @@ class _Slot:
     model: ModelImage
     route: Route
     folder: Path
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # held while (re)starting
+    counting: threading.Lock = field(default_factory=threading.Lock)  # inflight, last_used
     container: Any = None
     upstream: Upstream | None = None
     inflight: int = 0
     last_used: float = 0.0
     starts: int = 0
     died: str = ""  # id of a container the engine reported dead (checked against `container`)
+    failures: int = 0  # failed starts in a row
+    retry_at: float = 0.0  # no start before this (monotonic clock)
+    failure: str = ""  # why the last start failed
 
 
 class Launcher:
@@ -174,8 +195,12 @@ class Launcher:
     # --- Backend -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start watching containers (deaths, idle time); call once before serving."""
+        """Remove what killed gateways left behind, then start watching containers (deaths,
+        idle time); call once before serving."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        write_owner(self.state_dir)
+        reap_orphans(self.client, LABEL, instance=self.instance,
+                     state_root=self.state_dir.parent)
         self._events = self._subscribe()  # before any container starts: no death is missed
         self._follower.start()
         self._watcher.start()
@@ -190,27 +215,40 @@ class Launcher:
             with slot.lock:
                 self._ensure(slot)
 
+    def try_open(self, route: Route) -> Upstream | None:
+        slot = self._slots[route.key]
+        if not slot.lock.acquire(blocking=False):  # a start or a check in progress
+            return None
+        try:
+            upstream = slot.upstream
+            if upstream is not None:
+                _count(slot, 1)
+            return upstream
+        finally:
+            slot.lock.release()
+
     def open(self, route: Route) -> Upstream:
         slot = self._slots[route.key]
         with slot.lock:
             upstream = self._ensure(slot)
-            slot.inflight += 1
-            slot.last_used = time.monotonic()
+            _count(slot, 1)
         return upstream
 
     def close(self, route: Route) -> None:
-        slot = self._slots[route.key]
-        with slot.lock:
-            slot.inflight -= 1
-            slot.last_used = time.monotonic()
+        _count(self._slots[route.key], -1)
 
-    def lost(self, route: Route) -> bool:
+    def lost(self, route: Route, upstream: Upstream) -> bool:
         slot = self._slots[route.key]
         with slot.lock:
-            if slot.container is None or _running(slot.container):
+            if self._stop.is_set():
                 return False
-            log.warning("%s: container %s died (%s)", route.key, slot.container.short_id,
-                        _exit_reason(slot.container))
+            if slot.upstream is not upstream:  # already replaced, by another call or the watcher
+                return True
+            if slot.container is not None and _running(slot.container) and _answers(slot):
+                return True  # the server is well: only that connection broke
+            reason = "gone" if slot.container is None else _exit_reason(slot.container)
+            log.warning("%s: container %s died or does not answer (%s); replacing it",
+                        route.key, getattr(slot.container, "short_id", "-"), reason)
             self._discard(slot)
             return True
 
@@ -245,14 +283,20 @@ class Launcher:
 
     def _launch(self, slot: _Slot) -> None:
         self._discard(slot)
+        _check_backoff(slot)
         started = time.monotonic()
-        slot.container = self._run(slot)
-        slot.starts += 1
         try:
+            slot.container = self._run(slot)
+            slot.starts += 1
             self._wait_healthy(slot)
-        except RouteError:
+        except MissingImageError:  # no backoff: the image may be built any moment
             self._discard(slot)
             raise
+        except RouteError as exc:
+            self._discard(slot)
+            _record_failure(slot, str(exc))
+            raise
+        slot.failures = 0
         slot.upstream = Upstream(slot.route.target, slot.model.max_message_bytes)
         slot.last_used = time.monotonic()
         if self.fast_path is not None:
@@ -291,10 +335,10 @@ class Launcher:
             return self.client.images.get(model.image)
         except docker.errors.ImageNotFound:
             hint = f"`pymlc image {model.spec}`" if model.spec else "`pymlc image SPEC`"
-            raise RouteError(grpc.StatusCode.UNAVAILABLE,
-                             f"model {model.name} {model.version}: image {model.image} is not"
-                             f" in the local Docker engine; build it with {hint} (or start"
-                             " the gateway with --build)") from None
+            raise MissingImageError(grpc.StatusCode.UNAVAILABLE,
+                                    f"model {model.name} {model.version}: image {model.image}"
+                                    f" is not in the local Docker engine; build it with {hint}"
+                                    " (or start the gateway with --build)") from None
         except docker.errors.DockerException as exc:
             raise RouteError(grpc.StatusCode.UNAVAILABLE, f"model {model.name}"
                              f" {model.version}: Docker engine: {_explain(exc)}") from exc
@@ -316,7 +360,7 @@ class Launcher:
         socket = Path(slot.route.target.removeprefix("unix:"))
         while time.monotonic() < deadline and not self._stop.is_set():
             if socket.exists():
-                with grpc.insecure_channel(slot.route.target) as channel:
+                with grpc.insecure_channel(slot.route.target, options=FRESH_CHANNEL) as channel:
                     if check_health(channel, 1.0):
                         return
             if not _running(slot.container):
@@ -445,6 +489,41 @@ class Launcher:
                     self._launch(slot)
                 except RouteError as exc:
                     log.error("%s: %s", slot.route.key, exc)
+
+
+def backoff_delay(failures: int) -> float:
+    """Seconds to wait before the next start after ``failures`` failed starts in a row."""
+    return float(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, failures - 1)))
+
+
+def _record_failure(slot: _Slot, reason: str) -> None:
+    slot.failures += 1
+    slot.failure = reason
+    slot.retry_at = time.monotonic() + backoff_delay(slot.failures)
+
+
+def _check_backoff(slot: _Slot) -> None:
+    """Refuse to start the slot's container while it backs off from failed starts.
+
+    Raises:
+        RouteError: UNAVAILABLE with the last failure and the time of the next try.
+    """
+    wait = slot.retry_at - time.monotonic()
+    if wait > 0:
+        raise RouteError(grpc.StatusCode.UNAVAILABLE,
+                         f"{slot.failure}\n(failed to start {slot.failures} time(s) in a row;"
+                         f" next try in {wait:.1f} s)")
+
+
+def _count(slot: _Slot, calls: int) -> None:
+    with slot.counting:
+        slot.inflight += calls
+        slot.last_used = time.monotonic()
+
+
+def _answers(slot: _Slot) -> bool:
+    with grpc.insecure_channel(slot.route.target, options=FRESH_CHANNEL) as channel:
+        return check_health(channel, 1.0)
 
 
 def _running(container: Any) -> bool:

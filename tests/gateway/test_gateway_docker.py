@@ -32,15 +32,14 @@ from gateway_support import (
     FARE,
     FARE_EXPECTED,
     FARE_ROWS,
-    GATEWAY_READY,
-    PYTHON,
+    PymlcGateway,
     digit_inputs,
     fare_inputs,
+    processes,
     pymlc,
     served,
     serving_images,
 )
-from servers import Process
 from tritonclient.utils import InferenceServerException
 
 from pymlc.gateway import LABEL
@@ -64,49 +63,12 @@ def routes(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
     return out / "routes.json"
 
 
-class Gateway(Process):
-    """``pymlc gateway`` in a child process; knows its instance id and containers."""
-
-    def __init__(self, engine: Any, routes: Path, *args: str) -> None:
-        self.engine = engine
-        self.state = Path(tempfile.mkdtemp(prefix="gw-"))  # short: socket paths max 107 bytes
-        super().__init__([PYTHON, "-m", "pymlc", "gateway", str(routes), "--port", "0",
-                          "--state-dir", str(self.state), *args], GATEWAY_READY)
-        self.instance = next(line.split()[2].rstrip(":") for line in self.log
-                             if line.startswith("pymlc: gateway ") and "labelled" in line)
-        self.admin = self.state / self.instance / "haproxy.sock"  # HAProxy's runtime API
-
-    @property
-    def data_path(self) -> str:
-        line = next(line for line in self.log if "labelled" in line)
-        return line.split(" data path ")[1].split()[0]
-
-    def haproxy_pids(self) -> list[int]:
-        """HAProxy processes started for this gateway (their config is in its state folder)."""
-        return _processes("haproxy", str(self.state))
-
-    def containers(self) -> list[Any]:
-        return list(self.engine.containers.list(all=True, ignore_removed=True,
-                                                filters={"label": f"{LABEL}={self.instance}"}))
-
-    def running(self, model: str) -> list[Any]:
-        return [c for c in self.containers()
-                if c.labels.get("pymlc.model") == model and c.status == "running"]
-
-    def close(self) -> int:
-        try:
-            return self.stop()
-        finally:
-            for container in self.containers():  # the test failed: clean up what is left
-                container.remove(force=True)
-
-
 @pytest.fixture
 def start_gateway(engine: Any, routes: Path) -> Iterator[Any]:
-    started: list[Gateway] = []
+    started: list[PymlcGateway] = []
 
-    def start(*args: str, routes_file: Path = routes) -> Gateway:
-        started.append(Gateway(engine, routes_file, *args))
+    def start(*args: str, routes_file: Path = routes) -> PymlcGateway:
+        started.append(PymlcGateway(engine, routes_file, *args))
         return started[-1]
 
     yield start
@@ -115,23 +77,10 @@ def start_gateway(engine: Any, routes: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def shared(engine: Any, routes: Path) -> Iterator[Gateway]:
-    gateway = Gateway(engine, routes)
+def shared(engine: Any, routes: Path) -> Iterator[PymlcGateway]:
+    gateway = PymlcGateway(engine, routes)
     yield gateway
     assert gateway.close() == 0, gateway.text()
-
-
-def _processes(name: str, argument: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # not a process, or gone meanwhile
-            continue
-        if argv and Path(argv[0].decode()).name == name and \
-                any(argument in a.decode() for a in argv[1:]):
-            found.append(int(entry.name))
-    return found
 
 
 def _infer_fare(target: str) -> np.ndarray[Any, Any]:
@@ -169,6 +118,17 @@ def test_a_container_starts_on_the_first_request_and_sigterm_removes_it(
     assert gateway.haproxy_pids() == [], "HAProxy outlived the gateway"
 
 
+@pytest.mark.parametrize("data_path", ["haproxy", "python"])
+def test_a_clean_stop_removes_the_socket(start_gateway: Any, tmp_path: Path,
+                                         data_path: str) -> None:
+    socket_path = tmp_path / "gw.sock"
+    gateway = start_gateway("--socket", str(socket_path), "--data-path", data_path)
+    assert gateway.data_path == data_path and socket_path.is_socket()
+    assert triton.InferenceServerClient(f"unix:{socket_path}").is_server_live()
+    assert gateway.stop() == 0, gateway.text()
+    assert not socket_path.exists(), "the socket outlived a clean shutdown"
+
+
 def test_haproxy_dies_with_a_killed_gateway(start_gateway: Any) -> None:
     gateway = start_gateway()
     [pid] = gateway.haproxy_pids()
@@ -177,17 +137,18 @@ def test_haproxy_dies_with_a_killed_gateway(start_gateway: Any) -> None:
 
 
 @pytest.fixture(params=["haproxy", "python"])
-def any_path(request: pytest.FixtureRequest, shared: Gateway, start_gateway: Any) -> Gateway:
+def any_path(request: pytest.FixtureRequest, shared: PymlcGateway,
+             start_gateway: Any) -> PymlcGateway:
     """The shared gateway (HAProxy, chosen by auto) or one with ``--data-path python``."""
     if request.param == "haproxy":
         assert shared.data_path == "haproxy", shared.text()
         return shared
-    gateway: Gateway = start_gateway("--data-path", "python")
+    gateway: PymlcGateway = start_gateway("--data-path", "python")
     assert gateway.data_path == "python" and gateway.haproxy_pids() == []
     return gateway
 
 
-def test_two_models_behind_one_gateway(any_path: Gateway) -> None:
+def test_two_models_behind_one_gateway(any_path: PymlcGateway) -> None:
     shared = any_path
     np.testing.assert_allclose(_infer_fare(shared.tcp), FARE_EXPECTED, rtol=1e-9)
     client = triton.InferenceServerClient(shared.tcp)
@@ -199,21 +160,23 @@ def test_two_models_behind_one_gateway(any_path: Gateway) -> None:
     assert len(shared.running("fare-estimator")) == len(shared.running("digit-net")) == 1
 
 
-def test_calls_to_a_running_model_bypass_the_python_gateway(shared: Gateway) -> None:
+def test_calls_to_a_running_model_bypass_the_python_gateway(shared: PymlcGateway) -> None:
     np.testing.assert_allclose(_infer_fare(shared.tcp), FARE_EXPECTED, rtol=1e-9)  # running
     backend = "fare-estimator:1.4.0"
     before = served(shared.admin, backend, "model"), served(shared.admin, backend, "python")
     for _ in range(3):
         np.testing.assert_allclose(_infer_fare(shared.tcp), FARE_EXPECTED, rtol=1e-9)
-    # 1000 rows (~40 kB) do not fit HAProxy's 16 kB buffer: routed on the first bytes anyway
+    after = served(shared.admin, backend, "model"), served(shared.admin, backend, "python")
+    assert (after[0] - before[0], after[1] - before[1]) == (3, 0)
+    # 1000 rows (~40 kB) do not fit HAProxy's 16 kB buffer: the Python gateway carries them
+    python = served(shared.admin, "python", "BACKEND")
     result = triton.InferenceServerClient(shared.tcp).infer("fare-estimator",
                                                             fare_inputs(FARE_ROWS * 125))
     np.testing.assert_allclose(result.as_numpy("fare"), FARE_EXPECTED * 125, rtol=1e-9)
-    after = served(shared.admin, backend, "model"), served(shared.admin, backend, "python")
-    assert (after[0] - before[0], after[1] - before[1]) == (4, 0)
+    assert served(shared.admin, "python", "BACKEND") == python + 1
 
 
-def test_a_request_haproxy_cannot_read_reaches_its_model_through_python(shared: Gateway
+def test_a_request_haproxy_cannot_read_reaches_its_model_through_python(shared: PymlcGateway
                                                                          ) -> None:
     # The request id before the model name: valid protobuf, but not the bytes HAProxy matches.
     message = oip.ModelInferRequest(id="first").SerializeToString() + oip.ModelInferRequest(
@@ -231,14 +194,14 @@ def test_a_request_haproxy_cannot_read_reaches_its_model_through_python(shared: 
     assert served(shared.admin, "python", "BACKEND") == before + 1
 
 
-def test_an_unknown_model_is_not_found(shared: Gateway) -> None:
+def test_an_unknown_model_is_not_found(shared: PymlcGateway) -> None:
     with pytest.raises(InferenceServerException) as caught:
         triton.InferenceServerClient(shared.tcp).infer("no-such-model", fare_inputs(FARE_ROWS))
     assert caught.value.status() == "StatusCode.NOT_FOUND"
     assert "digit-net/2.0.1, fare-estimator/1.4.0" in caught.value.message()
 
 
-def test_a_bad_request_stays_invalid_argument(shared: Gateway) -> None:
+def test_a_bad_request_stays_invalid_argument(shared: PymlcGateway) -> None:
     pixels = DIGIT_PIXELS[:, :4, :]  # 8x4 images: the spec says 8x8
     with pytest.raises(InferenceServerException) as caught:
         triton.InferenceServerClient(shared.tcp).infer("digit-net", digit_inputs(pixels))
@@ -246,7 +209,7 @@ def test_a_bad_request_stays_invalid_argument(shared: Gateway) -> None:
     assert "pixels" in caught.value.message()
 
 
-def test_a_killed_container_is_restarted(shared: Gateway) -> None:
+def test_a_killed_container_is_restarted(shared: PymlcGateway) -> None:
     np.testing.assert_allclose(_infer_fare(shared.tcp), FARE_EXPECTED, rtol=1e-9)
     [before] = shared.running("fare-estimator")
     before.kill()
@@ -314,7 +277,7 @@ def _assert_left_nothing(engine: Any, stderr: str, state: str) -> None:
                     if "labelled" in line)
     assert engine.containers.list(all=True, ignore_removed=True,
                                   filters={"label": f"{LABEL}={instance}"}) == []
-    assert _processes("haproxy", state) == []
+    assert processes("haproxy", state) == []
     assert not any(Path(state).iterdir())
 
 

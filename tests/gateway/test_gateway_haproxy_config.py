@@ -60,9 +60,9 @@ def test_each_version_has_an_exact_acl_and_latest_goes_to_the_newest() -> None:
     text = _config(ROUTES)
     prefix = (field(1, "echo") + field(2, "1.10.0")).hex().upper()
     assert f"acl is:echo:1.10.0 req.body,bytes(5,{len(prefix) // 2}) -m bin {prefix}" in text
-    assert "use_backend echo:1.10.0 if routed plain name:echo !name:echo:versioned" in text
+    assert "use_backend echo:1.10.0 if routed plain whole name:echo !name:echo:versioned" in text
     assert "acl name:echo:versioned req.body,bytes(11,1) -m bin 12" in text
-    assert "use_backend fare-estimator:1.4.0 if service:fare-estimator:1.4.0" in text
+    assert "use_backend fare-estimator:1.4.0 if service:fare-estimator:1.4.0 plain whole" in text
     assert "acl service:fare-estimator:1.4.0 path_beg /pyml.fare_estimator.v1.FareEstimator/" \
         in text
     assert "backend echo:0.1.0_build.7" in text  # '+' is not allowed in a backend name

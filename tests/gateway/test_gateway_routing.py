@@ -30,8 +30,12 @@ from gateway_support import (
     pymlc,
     served,
 )
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 from servers import Process, stubs
 from tritonclient.utils import InferenceServerException
 
@@ -245,7 +249,45 @@ def test_health_reflection_and_server_metadata(gateway: Process) -> None:
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         [reply] = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
     names = {s.name for s in reply.list_services_response.service}
-    assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= names
+    assert {"inference.GRPCInferenceService", "grpc.health.v1.Health", TYPED} <= names
+
+
+def _reflected_predict(target: str) -> Any:
+    """The typed Predict method as a reflection client sees it through ``target``."""
+    with grpc.insecure_channel(target) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        assert {TYPED, "inference.GRPCInferenceService"} <= set(database.get_services())
+        pool = DescriptorPool(database)
+        assert pool.FindServiceByName("inference.GRPCInferenceService").FindMethodByName(
+            "ModelInfer").input_type.full_name == "inference.ModelInferRequest"
+        return pool.FindServiceByName(TYPED).FindMethodByName("Predict")
+
+
+def test_reflection_describes_the_typed_service_its_model_serves(gateway: Process) -> None:
+    predict = _reflected_predict(gateway.tcp)
+    assert predict.input_type.full_name == "pyml.echo.v1.PredictRequest"
+    assert [f.name for f in predict.input_type.fields] == ["x", "delay_ms"]
+    assert predict.output_type.fields_by_name["y"].message_type.full_name == \
+        "pyml.echo.v1.DoubleColumn"
+
+
+def test_an_unknown_symbol_is_not_found_through_reflection(gateway: Process) -> None:
+    with grpc.insecure_channel(gateway.tcp) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        asks = [reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+                for symbol in ("pyml.echo.v1.NoSuchMessage", "no.such.Service")]
+        asks.append(reflection_pb2.ServerReflectionRequest(file_by_filename="no/such.proto"))
+        replies = list(stub.ServerReflectionInfo(iter(asks), timeout=10))
+    assert [r.error_response.error_code for r in replies] == \
+        [grpc.StatusCode.NOT_FOUND.value[0]] * 3
+
+
+def test_a_clean_stop_removes_the_socket(echo: dict[str, Any], tmp_path: Path) -> None:
+    socket = tmp_path / "gateway.sock"
+    running = _gateway({"echo@1.1.0": echo["servers"]["1.1.0"].unix}, "--socket", str(socket))
+    assert socket.is_socket()
+    assert running.stop() == 0, running.text()
+    assert not socket.exists(), "the socket outlived a clean shutdown"
 
 
 def test_readiness_follows_the_model_servers(echo: dict[str, Any]) -> None:
@@ -258,6 +300,8 @@ def test_readiness_follows_the_model_servers(echo: dict[str, Any]) -> None:
         with pytest.raises(InferenceServerException) as caught:
             client.infer("echo", _inputs([1.0]))
         assert caught.value.status() == "StatusCode.UNAVAILABLE"
+        message = caught.value.message() or ""
+        assert "echo/1.0.0" in message and str(socket) not in message, message
         folder = echo["root"] / "1.0.0"
         late = model_server(echo["generated"]["1.0.0"], folder, socket)
         try:
@@ -396,8 +440,9 @@ def test_haproxy_sends_named_and_latest_versions_straight_to_the_models(fronted:
         assert list(pb2_grpc.EchoStub(channel).Predict(request, timeout=10).y.values) == \
             [3.0, 12.0]
     after = fronted.counts()
-    assert (after["1.0.0"] - before["1.0.0"], after["1.1.0"] - before["1.1.0"]) == (4, 5)
-    assert after["python"] == before["python"], "no call may have taken the Python path"
+    assert (after["1.0.0"] - before["1.0.0"], after["1.1.0"] - before["1.1.0"]) == (2, 3)
+    # ModelReady and ModelMetadata (twice each) take the Python path, which checks them
+    assert after["python"] - before["python"] == 4
     usage = fronted.proxy.usage()["echo/1.1.0"]  # what the launcher's idle check reads
     assert usage.in_flight == 0 and usage.idle is not None and usage.idle < 2
 
@@ -417,9 +462,11 @@ def test_what_haproxy_cannot_tell_goes_to_the_python_gateway(fronted: Front) -> 
     explicit = explicit[:6] + b"\x12\x00" + explicit[6:]
     assert _raw_infer(fronted.unix, explicit).model_version == "1.1.0"
     client = triton.InferenceServerClient(fronted.tcp)
-    # gzip-compressed (grpc sends a message uncompressed unless that makes it smaller)
-    compressed = client.infer("echo", _inputs([2.0] * 1000), compression_algorithm="gzip")
-    np.testing.assert_array_equal(compressed.as_numpy("y"), [6.0] * 1000)
+    # gzip-compressed: refused before it is inflated (a gzip bomb would inflate 1000-fold)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("echo", _inputs([2.0] * 1000), compression_algorithm="gzip")
+    assert caught.value.status() == "StatusCode.UNIMPLEMENTED"
+    assert "'gzip' is disabled" in caught.value.message()
     with pytest.raises(InferenceServerException) as caught:
         client.infer("no-such-model", _inputs([1.0]))
     assert caught.value.status() == "StatusCode.NOT_FOUND"
@@ -432,17 +479,20 @@ def test_what_haproxy_cannot_tell_goes_to_the_python_gateway(fronted: Front) -> 
         [reply] = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
     assert "inference.GRPCInferenceService" in {
         s.name for s in reply.list_services_response.service}
-    assert fronted.served("python") - before >= 7
+    assert _reflected_predict(fronted.tcp).input_type.full_name == "pyml.echo.v1.PredictRequest"
+    assert fronted.served("python") - before >= 8
 
 
-def test_large_requests_take_the_fast_path_whole(fronted: Front) -> None:
-    # 1000 rows (12 kB) fit HAProxy's 16 kB buffer; 300,000 rows (3.6 MB) do not.
-    for rows in (1000, 300_000):
-        before = fronted.served("echo:1.1.0", "model")
+def test_only_requests_haproxy_holds_whole_take_the_fast_path(fronted: Front) -> None:
+    # 1000 rows (12 kB) fit HAProxy's 16 kB buffer; 300,000 rows (3.6 MB) do not, and go
+    # through the Python gateway, which holds a whole message before it passes it on.
+    for rows, fast in ((1000, 1), (300_000, 0)):
+        before = fronted.served("echo:1.1.0", "model"), fronted.served("python")
         x = np.arange(rows, dtype=np.float64)
         result = triton.InferenceServerClient(fronted.unix).infer("echo", _inputs(list(x)))
         np.testing.assert_array_equal(result.as_numpy("y"), x * 3.0)
-        assert fronted.served("echo:1.1.0", "model") == before + 1
+        after = fronted.served("echo:1.1.0", "model"), fronted.served("python")
+        assert (after[0] - before[0], after[1] - before[1]) == (fast, 1 - fast)
 
 
 def test_a_disabled_model_server_leaves_its_calls_to_the_python_gateway(fronted: Front
