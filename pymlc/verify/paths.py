@@ -276,7 +276,7 @@ def _input_table(config: ModelConfig, examples: Examples) -> Any:
 
     if examples.kind == "dataframe":
         table = pa.Table.from_pandas(pd.DataFrame(examples.inputs), preserve_index=False)
-        table = _timestamps_in_utc(config, table)
+        table = _in_spec_types(config, table)
     else:
         table = pa.table({name: _nested(values) for name, values in examples.inputs.items()})
     for name in (*config.batch.passthrough, ROW_COLUMN):
@@ -286,15 +286,18 @@ def _input_table(config: ModelConfig, examples: Examples) -> Any:
     return table
 
 
-def _timestamps_in_utc(config: ModelConfig, table: Any) -> Any:
-    import pyarrow as pa
+def _in_spec_types(config: ModelConfig, table: Any) -> Any:
+    """Each input column in its type table Arrow type, the one the batch job's query check
+    expects: pandas holds a date as a midnight ``datetime64`` and a timestamp without a zone,
+    which Parquet would store as TIMESTAMP_NTZ for both."""
+    from ..runtime_stub.spark_score import arrow_type
+    from ..runtime_stub.types import COLUMN_TYPES
 
-    # Spark reads a zone-less Parquet timestamp as TIMESTAMP_NTZ; the spec's timestamp is UTC.
     for field in config.inputs:
-        if field.type == "timestamp":
-            index = table.column_names.index(field.name)
-            table = table.set_column(index, field.name,
-                                     table.column(index).cast(pa.timestamp("us", tz="UTC")))
+        index = table.column_names.index(field.name)
+        wanted = arrow_type(COLUMN_TYPES[field.type].arrow)
+        if table.column(index).type != wanted:
+            table = table.set_column(index, field.name, table.column(index).cast(wanted))
     return table
 
 
