@@ -1,9 +1,10 @@
 """The three ways ``pymlc verify`` runs the examples, each giving a :class:`PathResult`:
 
 * ``in-process``: the runtime's ``Predictor`` in this Python, as ``pymlc validate`` does;
-* ``serving``: the serving image in a container with no network and a read-only root, the
-  socket's folder bind-mounted; one ``Predict`` call over the Unix socket through the model's
-  generated typed stubs;
+* ``serving``: the serving image in a container hardened as the gateway runs it (no network,
+  a read-only root, no capabilities, the spec's CPU, memory and process limits: see
+  ``pymlc.image.hardening``), the socket's folder bind-mounted; one ``Predict`` call over the
+  Unix socket through the model's generated typed stubs;
 * ``batch``: the batch image's own entrypoint (local Spark in the container) scoring
   ``SELECT * FROM parquet.`/data/input.parquet``` into a table whose Parquet files are read
   back from the bind-mounted folder. Spark does not keep the rows' order, so the input carries a
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..image.hardening import model_container_options
 from ..runtime_stub import checks, codecs
 from ..runtime_stub.config import ModelConfig
 from .containers import ContainerRun, logs_tail
@@ -110,8 +112,10 @@ def through_serving(run: ContainerRun, image: str, config: ModelConfig, examples
     """
     started = time.monotonic()
     socket = config.serving.socket
+    hardening = model_container_options(cpus=config.serving.cpus,
+                                        memory_mb=config.serving.memory_mb)
     container = run.start(image, [], role="serving", mounts={folder: posixpath.dirname(socket)},
-                          read_only=True, image_user=_image_user(run, image))
+                          options=hardening, image_user=_image_user(run, image))
     host_socket = folder / posixpath.basename(socket)
     problem = _wait_ready(container, host_socket, timeout)
     if problem:
