@@ -18,7 +18,7 @@ from .build import (
     connect,
     image_tags,
 )
-from .context import RUNTIME_PARTS, assemble_context
+from .context import RUNTIME_PARTS, assemble_context, left_out_note, model_files
 
 __all__ = [
     "RUNTIME_PARTS",
@@ -33,4 +33,6 @@ __all__ = [
     "build_image",
     "connect",
     "image_tags",
+    "left_out_note",
+    "model_files",
 ]
