@@ -202,20 +202,25 @@ def _walk(real: Path, skipped: Path | None,
     folders = [""]
     while folders:
         folder = folders.pop()
-        with os.scandir(real / folder if folder else real) as entries:
-            for entry in sorted(entries, key=lambda e: e.name):
-                rel = posixpath.join(folder, entry.name) if folder else entry.name
-                is_dir = entry.is_dir(follow_symlinks=False)
-                reason = _by_name(rel)
-                if reason is not None:
-                    if reason:  # clutter goes silently
-                        found.left_out.append(LeftOut(rel + "/" if is_dir else rel, reason))
-                elif is_dir:
-                    if skipped is None or Path(entry.path) != skipped:
-                        found.dirs.append(rel)
-                        folders.append(rel)
-                else:
-                    yield rel, entry
+        try:
+            with os.scandir(real / folder if folder else real) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:  # the build could not read it either
+            found.left_out.append(LeftOut(folder + "/", f"cannot be read: {exc.strerror}"))
+            continue
+        for entry in entries:
+            rel = posixpath.join(folder, entry.name) if folder else entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            reason = _by_name(rel)
+            if reason is not None:
+                if reason:  # clutter goes silently
+                    found.left_out.append(LeftOut(rel + "/" if is_dir else rel, reason))
+            elif is_dir:
+                if skipped is None or Path(entry.path) != skipped:
+                    found.dirs.append(rel)
+                    folders.append(rel)
+            else:
+                yield rel, entry
 
 
 def _by_name(rel: str) -> str | None:
@@ -248,8 +253,8 @@ def _sniff(entry: os.DirEntry[str]) -> str | None:
             return None
         with open(entry.path, "rb") as handle:
             head = handle.read(_SNIFF_BYTES)
-    except OSError:
-        return None  # unreadable: the copy will say so
+    except OSError as exc:  # the build could not read it either
+        return f"cannot be read: {exc.strerror}"
     for marker, what in SECRET_MARKERS:
         if marker.search(head):
             return what

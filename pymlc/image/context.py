@@ -100,7 +100,11 @@ def _copy_model(files: ModelFiles, dest: Path) -> None:
     for folder in files.dirs:
         (dest / folder).mkdir(parents=True, exist_ok=True)
     for name in files.files:
-        shutil.copy2(files.root / name, dest / name, follow_symlinks=False)
+        try:
+            shutil.copy2(files.root / name, dest / name, follow_symlinks=False)
+        except OSError as exc:
+            raise PymlcError(f"cannot copy {files.root / name} into the image's build context:"
+                             f" {exc.strerror or exc}") from None
     for link, target in files.links.items():
         os.symlink(target, dest / link)
 
