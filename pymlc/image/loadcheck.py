@@ -18,6 +18,7 @@ from typing import Any
 from ..compiler.errors import PymlcError
 from ..compiler.ir import BuildPlan
 from .hardening import model_container_options
+from .running import logs_tail, wait_exit
 
 __all__ = ["LABEL", "LIBRARY_PACKAGES", "LOAD_TIMEOUT", "PIP_NAMES", "LoadCheckError",
            "LoadChecked", "check_model_loads", "diagnose"]
@@ -100,8 +101,8 @@ def check_model_loads(client: Any, image: str, plan: BuildPlan, *,
         raise LoadCheckError(f"cannot start the image to load the model: {exc}", [],
                              "is the Docker engine healthy? (`docker info`)") from exc
     try:
-        code = _wait(container, timeout)
-        log = _tail(container)
+        code = wait_exit(container, timeout)
+        log = logs_tail(container, _LOG_TAIL)
         if code is None:
             raise LoadCheckError(f"the model did not load within {timeout:.0f} s", log,
                                  "a model that takes longer needs `--load-timeout S`; one"
@@ -156,24 +157,6 @@ def _missing_library(library: str, plan: BuildPlan) -> str:
         where = (f"write `{command}` into a setup.sh beside pyml.yaml and set"
                  " `model.setup: setup.sh` (it runs as root in the image, before pip)")
     return f"the image lacks the shared library {library}, from {named}: {where}"
-
-
-def _wait(container: Any, timeout: float) -> int | None:
-    import requests
-
-    try:
-        status = container.wait(timeout=timeout)
-    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-        return None
-    return int(status.get("StatusCode", -1))
-
-
-def _tail(container: Any) -> list[str]:
-    try:
-        text = container.logs(stdout=True, stderr=True, tail=_LOG_TAIL).decode(errors="replace")
-    except Exception:  # the container may be gone; the error still goes out
-        return []
-    return [line.rstrip() for line in text.splitlines() if line.strip()]
 
 
 def _oom_killed(container: Any) -> bool:

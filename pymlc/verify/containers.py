@@ -21,10 +21,9 @@ from typing import Any
 
 from ..image.hardening import confined
 
-__all__ = ["LABEL", "ContainerRun", "interrupt_on_sigterm", "logs_tail"]
+__all__ = ["LABEL", "ContainerRun", "interrupt_on_sigterm"]
 
 LABEL = "pymlc.verify"
-_LOG_TAIL = 30
 
 
 class ContainerRun:
@@ -88,15 +87,6 @@ class ContainerRun:
             except docker.errors.NotFound:
                 pass
         return removed
-
-
-def logs_tail(container: Any, lines: int = _LOG_TAIL) -> list[str]:
-    """The last lines of a container's output (stdout and stderr), for a failure report."""
-    try:
-        text = container.logs(stdout=True, stderr=True, tail=lines).decode(errors="replace")
-    except Exception:  # the container may be gone already; the report still goes out
-        return []
-    return [line.rstrip() for line in text.splitlines() if line.strip()]
 
 
 @contextmanager

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from ..image.hardening import model_container_options
+from ..image.running import logs_tail, wait_exit
 from ..runtime_stub import checks, codecs
 from ..runtime_stub.config import ModelConfig
-from .containers import ContainerRun, logs_tail
+from .containers import ContainerRun
 from .examples import Examples, outputs_of_frame
 
 __all__ = ["BATCH_QUERY", "BATCH_TABLE", "ROW_COLUMN", "PathResult", "in_process", "through_batch",
@@ -230,7 +231,7 @@ def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: 
     overlay = _config_with_row_number(config, folder.parent / "batch-config")
     container = run.start(image, command, role="batch", mounts={folder: BATCH_DATA},
                           files={overlay: _CONFIG_IN_IMAGE}, image_user=_image_user(run, image))
-    code = _wait_exit(container, timeout)
+    code = wait_exit(container, timeout)
     if code is None:
         return _failed("batch", f"the batch job did not finish within {timeout:.0f} s"
                                 f"{_log_lines(container)}", started)
@@ -248,16 +249,6 @@ def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: 
     except (OSError, ValueError) as exc:
         return _failed("batch", f"cannot read the output table: {exc}", started)
     return PathResult("batch", outputs, seconds=time.monotonic() - started)
-
-
-def _wait_exit(container: Any, timeout: float) -> int | None:
-    import requests
-
-    try:
-        status = container.wait(timeout=timeout)
-    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-        return None
-    return int(status.get("StatusCode", -1))
 
 
 def _job_errors(logs: list[str]) -> str:

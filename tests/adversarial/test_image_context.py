@@ -13,40 +13,18 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scratch_models import ROOT, pymlc, remove_images, unique_repository, write_model
 
 from pymlc.compiler.pipeline import compile_spec
 from pymlc.compiler.shipping import IGNORE_PATTERNS, SECRET_PATTERNS, scan_model_folder
 from pymlc.image import assemble_context
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD_TIMEOUT = 1800
-
-SPEC = """\
-pyml: 1
-name: NAME
-version: 0.1.0
-description: reads its weights through links
-model:
-  kind: dataframe
-  entrypoint: model:Linked
-  artifacts: artifacts/
-inputs:
-  - {name: x, type: float64}
-outputs:
-  - {name: y, type: float64}
-examples:
-  input: examples/input.json
-image:
-  repository: REPOSITORY
-"""
+EXAMPLES = "examples:\n  input: examples/input.json\n"
 
 # Loads its weights through an inside folder link and an absolute inside file link.
 MODEL = '''
@@ -117,21 +95,15 @@ SHIPPED = {"pyml.yaml", "model.py", "examples/input.json", "artifacts/v3/scale.t
 LINKS = {"artifacts/current": "v3", "artifacts/offset.txt": "../offset.txt"}
 
 
-def _write(folder: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
-
-
 def _model_folder(folder: Path, repository: str) -> Path:
     """A spec folder holding every secret kind, shipped files, inside links and odd modes."""
-    name = repository.rpartition("/")[2]
-    _write(folder, {"pyml.yaml": SPEC.replace("NAME", name).replace("REPOSITORY", repository),
-                    "model.py": MODEL, "examples/input.json": '[{"x": 1.0}, {"x": 2.5}]',
-                    "artifacts/v3/scale.txt": "3.0", "offset.txt": "0.5",
-                    "artifacts/id_map.json": "{}", "tls/ca.crt": "public\n",
-                    "sub/deeper/env.txt": "not a secret\n", "run.sh": "#!/bin/sh\n",
-                    "private.txt": "mode 0600\n", **SECRETS})
+    spec = write_model(folder, repository=repository, entrypoint="model:Linked", code=MODEL,
+                       model="  artifacts: artifacts/\n", sections=EXAMPLES, files={
+                           "examples/input.json": '[{"x": 1.0}, {"x": 2.5}]',
+                           "artifacts/v3/scale.txt": "3.0", "offset.txt": "0.5",
+                           "artifacts/id_map.json": "{}", "tls/ca.crt": "public\n",
+                           "sub/deeper/env.txt": "not a secret\n", "run.sh": "#!/bin/sh\n",
+                           "private.txt": "mode 0600\n", **SECRETS})
     (folder / "artifacts" / "current").symlink_to("v3")
     (folder / "artifacts" / "offset.txt").symlink_to(folder / "offset.txt")  # absolute
     (folder / "config.txt").symlink_to(".env")  # a link to a secret is left out too
@@ -139,12 +111,7 @@ def _model_folder(folder: Path, repository: str) -> Path:
     (folder / "private.txt").chmod(0o600)
     (folder / "offset.txt").chmod(0o666)
     (folder / "sub").chmod(0o777)
-    return folder / "pyml.yaml"
-
-
-def _pymlc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pymlc", *args], capture_output=True,
-                          text=True, timeout=BUILD_TIMEOUT, cwd=ROOT)
+    return spec
 
 
 def _tree(folder: Path) -> tuple[set[str], dict[str, str]]:
@@ -180,7 +147,7 @@ def test_the_scan_names_every_left_out_file(tmp_path: Path) -> None:
     assert left_out == LEFT_OUT
 
 
-def test_dockerignore_leaves_out_the_same_names_as_pymlc(tmp_path: Path) -> None:
+def test_dockerignore_leaves_out_the_same_names_aspymlc(tmp_path: Path) -> None:
     """The generated .dockerignore, read by the Docker SDK's own matcher, keeps out exactly
     the files pymlc keeps out by name (content-recognised ones aside)."""
     from docker.utils.build import exclude_paths
@@ -214,7 +181,7 @@ def test_a_link_out_of_the_folder_fails(tmp_path: Path, command: str, link: str)
     (outside / "w.bin").write_text("outside")
     target = Path("/etc/passwd") if link == "weights" else Path("../../other/")
     (spec.parent / "artifacts" / link).symlink_to(target)
-    done = _pymlc(command, str(spec))
+    done = pymlc(command, str(spec))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     shown = "/etc/passwd" if link == "weights" else f"../../other ({outside})"
@@ -230,7 +197,7 @@ def test_a_secret_named_link_out_of_the_folder_is_only_left_out(tmp_path: Path) 
     (spec.parent / ".env").unlink()
     (spec.parent / ".env").symlink_to("/etc/hostname")  # common: .env -> a file elsewhere
     (spec.parent / "config.txt").unlink()  # it would now lead outside through .env
-    done = _pymlc("validate", str(spec))
+    done = pymlc("validate", str(spec))
     assert done.returncode == 0, done.stderr
     assert ".env" in {item.path for item in scan_model_folder(spec.parent).left_out}
 
@@ -239,12 +206,10 @@ def test_a_secret_named_link_out_of_the_folder_is_only_left_out(tmp_path: Path) 
 
 @pytest.fixture(scope="module")
 def built(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    repository = f"pymlc-test/secrets-{uuid.uuid4().hex[:8]}"
+    repository = unique_repository("secrets")
     spec = _model_folder(tmp_path_factory.mktemp("secrets") / "model", repository)
-    done = _pymlc("image", str(spec))
-    yield {"done": done, "repository": repository, "spec": spec}
-    for image in engine.images.list(name=repository):
-        engine.images.remove(image.id, force=True)
+    yield {"done": pymlc("image", str(spec)), "repository": repository, "spec": spec}
+    remove_images(engine, repository)
 
 
 def _in_image(engine: Any, image: str, *command: str) -> str:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scratch_models import ROOT, pymlc, remove_images, unique_repository, write_model
 
 from pymlc.compiler.pipeline import compile_spec
 from pymlc.image.hardening import PIDS_LIMIT
@@ -26,27 +25,8 @@ from pymlc.image.loadcheck import LABEL, diagnose
 
 pytestmark = pytest.mark.docker
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD_TIMEOUT = 1800
 # fare-estimator's requirements: their pip layer is usually in the engine's cache already.
 REQUIREMENTS = "scikit-learn>=1.4,<2\njoblib>=1.3\n"
-
-SPEC = """\
-pyml: 1
-name: NAME
-version: 0.1.0
-description: a model for the load check
-model:
-  kind: dataframe
-  entrypoint: model:Model
-EXTRA
-inputs:
-  - {name: x, type: float64}
-outputs:
-  - {name: y, type: float64}
-image:
-  repository: REPOSITORY
-"""
 
 MODEL = '''
 import pathlib
@@ -94,31 +74,23 @@ HARDENED = f'''
 def make_spec(tmp_path: Path, engine: Any) -> Iterator[Callable[..., Path]]:
     repositories: list[str] = []
 
-    def make(*, load: str = "", init: str = "pass", extra: str = "",
+    def make(*, load: str = "", init: str = "pass", model: str = "", sections: str = "",
              files: dict[str, str] | None = None) -> Path:
-        repository = f"pymlc-test/loadcheck-{uuid.uuid4().hex[:8]}"
-        repositories.append(repository)
-        folder = tmp_path / repository.rpartition("/")[2]
-        folder.mkdir()
-        (folder / "pyml.yaml").write_text(SPEC.replace("NAME", folder.name)
-                                          .replace("REPOSITORY", repository)
-                                          .replace("EXTRA\n", extra))
-        (folder / "model.py").write_text(MODEL.replace("LOAD", load).replace("INIT", init))
-        for name, text in (files or {}).items():
-            (folder / name).write_text(text)
-        return folder / "pyml.yaml"
+        repositories.append(unique_repository("loadcheck"))
+        folder = tmp_path / repositories[-1].rpartition("/")[2]
+        return write_model(folder, repository=repositories[-1], entrypoint="model:Model",
+                           code=MODEL.replace("LOAD", load).replace("INIT", init),
+                           model=model, sections=sections, files=files)
 
     yield make
     for repository in repositories:
-        for image in engine.images.list(name=repository):
-            engine.images.remove(image.id, force=True)
+        remove_images(engine, repository)
     left = engine.containers.list(all=True, ignore_removed=True, filters={"label": LABEL})
     assert not left, [c.name for c in left]
 
 
 def _image(spec: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "pymlc", "image", str(spec), *args],
-                          capture_output=True, text=True, timeout=BUILD_TIMEOUT, cwd=ROOT)
+    done = pymlc("image", str(spec), *args)
     assert "Traceback (most recent call last)" not in done.stderr.split("output:")[0], \
         done.stderr
     return done
@@ -131,7 +103,7 @@ def _tags(engine: Any, spec: Path) -> list[str]:
 
 def test_a_module_missing_from_the_requirements_fails_with_the_fix(
         engine: Any, make_spec: Callable[..., Path]) -> None:
-    spec = make_spec(load="import lightgbm", extra="  requirements: requirements.txt\n",
+    spec = make_spec(load="import lightgbm", model="  requirements: requirements.txt\n",
                      files={"requirements.txt": REQUIREMENTS})
     done = _image(spec)
     assert done.returncode == 1, done.stderr
@@ -180,8 +152,7 @@ def test_a_missing_shared_library_is_named_and_the_fix_works(
 
 
 def test_the_load_check_runs_hardened(engine: Any, make_spec: Callable[..., Path]) -> None:
-    spec = make_spec(init=HARDENED, extra="", files={})
-    spec.write_text(spec.read_text().replace("image:\n", "serving:\n  memory_mb: 320\nimage:\n"))
+    spec = make_spec(init=HARDENED, sections="serving:\n  memory_mb: 320\n")
     done = _image(spec, "--format", "json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)

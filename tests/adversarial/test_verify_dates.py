@@ -12,30 +12,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scratch_models import pymlc, remove_images, unique_repository, write_model
 
 from pymlc.verify import LABEL
 
 pytestmark = pytest.mark.docker
 
-ROOT = Path(__file__).resolve().parents[2]
-RUN_TIMEOUT = 1800
-
-SPEC = """\
-pyml: 1
-name: verify-dates
-version: 0.1.0
-description: dates and timestamps, nullable ones too, through every path
-model:
-  kind: dataframe
-  entrypoint: model:DatesModel
-  artifacts: artifacts/
+FIELDS = """\
 inputs:
   - {name: day, type: date}
   - {name: maybe_day, type: date, nullable: true}
@@ -47,12 +35,8 @@ outputs:
   - {name: hour_later, type: timestamp}
   - {name: maybe_hour_later, type: timestamp, nullable: true}
   - {name: day_of_year, type: int64}
-examples:
-  input: examples/input.json
-  output: examples/output.json
-image:
-  repository: REPOSITORY
 """
+EXAMPLES = "examples:\n  input: examples/input.json\n  output: examples/output.json\n"
 
 MODEL = '''
 from __future__ import annotations
@@ -109,17 +93,13 @@ OUTPUT = [
 
 @pytest.fixture(scope="module")
 def dates_spec(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("verify-dates") / "model"
-    (folder / "examples").mkdir(parents=True)
-    (folder / "artifacts").mkdir()
-    repository = f"pymlc-test/verify-dates-{uuid.uuid4().hex[:8]}"
-    (folder / "pyml.yaml").write_text(SPEC.replace("REPOSITORY", repository))
-    (folder / "model.py").write_text(MODEL)
-    (folder / "examples" / "input.json").write_text(json.dumps(INPUT, indent=1))
-    (folder / "examples" / "output.json").write_text(json.dumps(OUTPUT, indent=1))
-    yield folder / "pyml.yaml"
-    for image in engine.images.list(name=repository):
-        engine.images.remove(image.id, force=True)
+    repository = unique_repository("verify-dates")
+    yield write_model(tmp_path_factory.mktemp("verify-dates") / "dates", repository=repository,
+                      entrypoint="model:DatesModel", code=MODEL, fields=FIELDS,
+                      sections=EXAMPLES,
+                      files={"examples/input.json": json.dumps(INPUT, indent=1),
+                             "examples/output.json": json.dumps(OUTPUT, indent=1)})
+    remove_images(engine, repository)
 
 
 @pytest.fixture(autouse=True)
@@ -130,9 +110,7 @@ def no_containers_left(engine: Any) -> Iterator[None]:
 
 
 def _verify(spec: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "pymlc", "verify", str(spec), "--format",
-                           "json"], capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                          cwd=ROOT)
+    done = pymlc("verify", str(spec), "--format", "json")
     assert "Traceback" not in done.stderr, done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
     return done, report

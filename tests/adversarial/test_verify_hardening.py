@@ -13,40 +13,26 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scratch_models import ROOT, remove_images, unique_repository, write_model
 
 from pymlc.image.hardening import PIDS_LIMIT
 from pymlc.verify import LABEL
 
 pytestmark = pytest.mark.docker
 
-ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 900
 
-SPEC = """\
-pyml: 1
-name: verify-hardened
-version: 0.1.0
-description: doubles x
-model:
-  kind: dataframe
-  entrypoint: model:Double
-inputs:
-  - {name: x, type: float64}
-outputs:
-  - {name: y, type: float64}
+SECTIONS = """\
 examples:
   input: examples/input.json
 serving:
   cpus: 0.5
   memory_mb: 384
-image:
-  repository: REPOSITORY
 """
 
 MODEL = '''
@@ -66,14 +52,11 @@ class Double(DataFrameModel):
 
 @pytest.fixture()
 def spec(tmp_path: Path, engine: Any) -> Iterator[Path]:
-    repository = f"pymlc-test/verify-hardened-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "examples").mkdir()
-    (tmp_path / "pyml.yaml").write_text(SPEC.replace("REPOSITORY", repository))
-    (tmp_path / "model.py").write_text(MODEL)
-    (tmp_path / "examples" / "input.json").write_text(json.dumps([{"x": 1.5}, {"x": -2.0}]))
-    yield tmp_path / "pyml.yaml"
-    for image in engine.images.list(name=repository):
-        engine.images.remove(image.id, force=True)
+    repository = unique_repository("verify-hardened")
+    yield write_model(tmp_path / "hardened", repository=repository, entrypoint="model:Double",
+                      code=MODEL, sections=SECTIONS,
+                      files={"examples/input.json": json.dumps([{"x": 1.5}, {"x": -2.0}])})
+    remove_images(engine, repository)
 
 
 def _host_config(engine: Any, role: str, process: subprocess.Popen[str]) -> dict[str, Any]:
