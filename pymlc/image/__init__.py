@@ -1,5 +1,7 @@
-"""The image backend of ``pymlc image``: a build context from a fresh compile, built for real
-through the Docker engine (the ``docker`` SDK, classic builder) with progress streamed.
+"""The image backend of ``pymlc image``: a build context from a fresh compile and the part of
+the spec's folder that ships (``context``), built for real through the Docker engine (the
+``docker`` SDK, classic builder) with progress streamed (``build``); then the model loaded once
+in the image (``loadcheck``), hardened as every model container pymlc starts (``hardening``).
 
 Host-side only, like the compiler: nothing here is copied into images.
 """
