@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scratch_models import ROOT, pymlc, remove_images, unique_repository, write_model
+from scratch_models import (
+    ROOT,
+    containers_of,
+    pymlc,
+    remove_images,
+    unique_repository,
+    write_model,
+)
 
 from pymlc.compiler.pipeline import compile_spec
 from pymlc.image.hardening import PIDS_LIMIT
@@ -83,10 +90,10 @@ def make_spec(tmp_path: Path, engine: Any) -> Iterator[Callable[..., Path]]:
                            model=model, sections=sections, files=files)
 
     yield make
+    left = containers_of(engine, LABEL, repositories)
     for repository in repositories:
         remove_images(engine, repository)
-    left = engine.containers.list(all=True, ignore_removed=True, filters={"label": LABEL})
-    assert not left, [c.name for c in left]
+    assert not left, left
 
 
 def _image(spec: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scratch_models import pymlc, remove_images, unique_repository, write_model
+from scratch_models import (
+    containers_of,
+    pymlc,
+    remove_images,
+    unique_repository,
+    write_model,
+)
 
 from pymlc.verify import LABEL
 
@@ -92,21 +98,26 @@ OUTPUT = [
 
 
 @pytest.fixture(scope="module")
-def dates_spec(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Path]:
-    repository = unique_repository("verify-dates")
-    yield write_model(tmp_path_factory.mktemp("verify-dates") / "dates", repository=repository,
-                      entrypoint="model:DatesModel", code=MODEL, fields=FIELDS,
-                      sections=EXAMPLES,
-                      files={"examples/input.json": json.dumps(INPUT, indent=1),
-                             "examples/output.json": json.dumps(OUTPUT, indent=1)})
-    remove_images(engine, repository)
+def repository(engine: Any) -> Iterator[str]:
+    name = unique_repository("verify-dates")
+    yield name
+    remove_images(engine, name)
+
+
+@pytest.fixture(scope="module")
+def dates_spec(tmp_path_factory: pytest.TempPathFactory, repository: str) -> Path:
+    return write_model(tmp_path_factory.mktemp("verify-dates") / "dates", repository=repository,
+                       entrypoint="model:DatesModel", code=MODEL, fields=FIELDS,
+                       sections=EXAMPLES,
+                       files={"examples/input.json": json.dumps(INPUT, indent=1),
+                              "examples/output.json": json.dumps(OUTPUT, indent=1)})
 
 
 @pytest.fixture(autouse=True)
-def no_containers_left(engine: Any) -> Iterator[None]:
+def no_containers_left(engine: Any, repository: str) -> Iterator[None]:
     yield
-    left = engine.containers.list(all=True, ignore_removed=True, filters={"label": LABEL})
-    assert not left, [c.name for c in left]
+    left = containers_of(engine, LABEL, [repository])
+    assert not left, left
 
 
 def _verify(spec: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:

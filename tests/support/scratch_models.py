@@ -68,3 +68,14 @@ def pymlc(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the pymlc CLI in a child process, as a user does."""
     return subprocess.run([sys.executable, "-m", "pymlc", *args], capture_output=True,
                           text=True, timeout=TIMEOUT, cwd=ROOT)
+
+
+def containers_of(engine: Any, label: str, repositories: list[str]) -> list[str]:
+    """Names of the containers carrying ``label`` that run an image of ``repositories``.
+
+    The engine is shared: other runs' containers (of other checkouts, of other tests) carry the
+    same label and are none of a test's business.
+    """
+    ids = {image.id for repository in repositories for image in engine.images.list(name=repository)}
+    found = engine.containers.list(all=True, ignore_removed=True, filters={"label": label})
+    return [c.name for c in found if c.attrs.get("Image") in ids]
