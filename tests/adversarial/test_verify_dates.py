@@ -17,13 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scratch_models import (
-    containers_of,
-    pymlc,
-    remove_images,
-    unique_repository,
-    write_model,
-)
+from scratch_models import containers_of, pymlc, remove_images, unique_repository, write_model
 
 from pymlc.verify import LABEL
 
