@@ -16,6 +16,7 @@ from .console import emit_json, err, print_diagnostics, say, shown
 
 if TYPE_CHECKING:
     from .image import BuildError, BuiltImage, Step
+    from .image.loadcheck import LoadChecked, LoadCheckError
 
 __all__ = ["TARGET_CHOICES", "register"]
 
@@ -26,7 +27,15 @@ EXIT_OK, EXIT_FINDINGS = 0, 1
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("image", help="build the model's image through the Docker engine")
+    p = sub.add_parser(
+        "image", help="build the model's image through the Docker engine",
+        description="Build the model's image from a fresh compile of the spec, then start it"
+        " once, hardened as it is served (no network, read-only root, the spec's limits), to"
+        " check that the model loads there. Files of the spec's folder that look like"
+        " secrets (.env, private keys, cloud credentials: pymlc/compiler/shipping.py) never"
+        " ship and are named on stderr; there is no switch to ship them: give credentials to"
+        " the container at run time, settings through serving.env, and a public certificate"
+        " a .crt name. A symbolic link out of the spec's folder is an error.")
     p.add_argument("spec", nargs="?", type=Path, default=Path("pyml.yaml"), metavar="SPEC",
                    help="the spec file, or a folder holding pyml.yaml (default: ./pyml.yaml)")
     p.add_argument("--target", choices=TARGET_CHOICES, default="serving",
@@ -35,6 +44,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="one more tag for the image, besides <repository>:<version> and"
                    " <repository>:spec-<sha> (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="build every step afresh")
+    p.add_argument("--no-load-check", action="store_true",
+                   help="do not start the image to check that the model loads (a model that"
+                   " cannot load then fails only where it is served)")
+    p.add_argument("--load-timeout", type=float, default=300.0, metavar="S",
+                   help="seconds the model may take to load in the check (default: 300)")
     p.add_argument("-v", "--verbose", action="store_true", help="show every step's output")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(handler=_image)
@@ -42,23 +56,58 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _image(args: argparse.Namespace) -> int:
     from .compiler.pipeline import SPEC_FILE, compile_spec
-    from .image import BuildError, build_image, connect
+    from .image import BuildError, build_image, connect, left_out_note, model_files
+    from .image.loadcheck import LoadCheckError
 
     spec: Path = args.spec / SPEC_FILE if args.spec.is_dir() else args.spec
     compiled = compile_spec(spec, display=shown(spec))
+    files = model_files(compiled)
     if args.format == "text":
         print_diagnostics(compiled.warnings)
         _note_stale(compiled)
+        note = left_out_note(files)
+        if note:
+            say(f"[yellow]note:[/yellow] {escape(note)}")
     client = connect()
     progress = _Progress(verbose=args.verbose) if args.format == "text" else None
     try:
         built = build_image(compiled, target=args.target, extra_tags=args.tag,
-                            nocache=args.no_cache, client=client, progress=progress)
+                            nocache=args.no_cache, client=client, progress=progress,
+                            files=files)
     except BuildError as exc:
         _report_failure(args, exc)
         return EXIT_FINDINGS
-    _report_success(args, built)
+    try:
+        checked = None if args.no_load_check else _load_check(args, client, compiled, built)
+    except LoadCheckError as exc:
+        _untag(client, built)
+        _report_load_failure(args, built, exc)
+        return EXIT_FINDINGS
+    _report_success(args, built, checked)
     return EXIT_OK
+
+
+def _load_check(args: argparse.Namespace, client: Any, compiled: Any,
+                built: BuiltImage) -> LoadChecked:
+    from .image.loadcheck import check_model_loads
+
+    if args.format != "text":
+        return check_model_loads(client, built.id, compiled.plan, timeout=args.load_timeout)
+    with err.status("loading the model in the image (no network, read-only root) ...",
+                    spinner="dots"):
+        return check_model_loads(client, built.id, compiled.plan, timeout=args.load_timeout)
+
+
+def _untag(client: Any, built: BuiltImage) -> None:
+    # Exit 1 means no image: a model that cannot load must not be found under its tags (by
+    # `pymlc gateway`, a push). The layers stay in the build cache.
+    import docker
+
+    for tag in built.tags:
+        try:
+            client.api.remove_image(tag, noprune=True)
+        except docker.errors.DockerException:
+            pass
 
 
 def _note_stale(compiled: Any) -> None:
@@ -99,21 +148,43 @@ def _heading(step: Step) -> str:
     return f"[{step.number:>{width}}/{step.total}] {' '.join(step.instruction.split())}"
 
 
-def _report_success(args: argparse.Namespace, built: BuiltImage) -> None:
+def _report_success(args: argparse.Namespace, built: BuiltImage,
+                    checked: LoadChecked | None) -> None:
     if args.format == "json":
         emit_json({"ok": True, "image": built.id, "target": built.target,
                    "tags": list(built.tags), "size": built.size,
                    "seconds": round(built.seconds, 3),
                    "steps": [{"number": s.number, "instruction": s.instruction,
                               "cached": s.cached, "seconds": round(s.seconds, 3)}
-                             for s in built.steps]})
+                             for s in built.steps],
+                   "left_out": [{"path": i.path, "reason": i.reason} for i in built.left_out],
+                   "load_check": None if checked is None else
+                   {"ok": True, "seconds": round(checked.seconds, 3)}})
         return
     cached = sum(s.cached for s in built.steps)
     say(f"[green]built[/green] {built.target} image {built.id[7:19]}"
         f" ({built.size / 1e6:.0f} MB) in {built.seconds:.1f} s,"
         f" {cached} of {len(built.steps)} steps cached")
+    if checked is not None:
+        say(f"  the model loads in the image ({checked.seconds:.1f} s, no network, read-only"
+            " root)")
     for tag in built.tags:
         say(f"  tagged {escape(tag)}")
+
+
+def _report_load_failure(args: argparse.Namespace, built: BuiltImage,
+                         exc: LoadCheckError) -> None:
+    if args.format == "json":
+        emit_json({"ok": False, "error": exc.message, "step": "load check", "log": exc.log,
+                   "fix": exc.fix, "image": built.id})
+        return
+    err.print(f"[red]error:[/red] {built.target} image {built.id[7:19]}: {escape(exc.message)}"
+              " (no network, read-only root, the spec's limits); its tags are removed")
+    if exc.log:
+        err.print(f"[dim]last {len(exc.log)} lines of its output:[/dim]")
+        for line in exc.log:
+            err.print(f"  {escape(line)}", overflow="ignore", crop=False)
+    err.print(f"[bold]fix:[/bold] {escape(exc.fix)}", overflow="ignore", crop=False)
 
 
 def _report_failure(args: argparse.Namespace, exc: BuildError) -> None:

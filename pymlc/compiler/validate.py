@@ -20,6 +20,7 @@ from ..runtime_stub.types import COLUMN_TYPES, TENSOR_DTYPES
 from .errors import Diagnostic, Level, Loc, SpecError
 from .field_names import check_generated_names, check_tensor_count, check_unique_names
 from .load import Document, items_at, mapping_at
+from .shipping import scan_model_folder
 from .spec import _ENTRYPOINT, FORMAT_VERSION, Spec, _relative_path
 
 __all__ = ["validate_document"]
@@ -270,7 +271,8 @@ Check = Callable[[Document, Path], Iterator[Diagnostic]]
 
 def _semantic(doc: Document, root: Path) -> Iterator[Diagnostic]:
     checks: tuple[Check, ...] = (_check_fields, check_generated_names, check_tensor_count,
-                                 _check_passthrough, _check_paths, _check_serving, _check_python)
+                                 _check_passthrough, _check_paths, _check_links, _check_serving,
+                                 _check_python)
     for check in checks:
         yield from check(doc, root)
 
@@ -420,6 +422,26 @@ def _check_module(doc: Document, root: Path, module: str) -> Iterator[Diagnostic
         yield doc.error(("model", "entrypoint"), "E301", f"module {module!r} resolves outside the"
                         " spec's folder through a symbolic link; keep the model code inside the"
                         " folder of pyml.yaml")
+
+
+def _check_links(doc: Document, root: Path) -> Iterator[Diagnostic]:
+    """Every symbolic link the image would ship must stay inside the folder (not only the paths
+    the spec names: those are checked above, with their own position)."""
+    named = {posixpath.normpath(value) for value in _named_paths(doc)}
+    for link in scan_model_folder(root, contents=False).outside:
+        if link.path not in named:
+            yield doc.error((), "E301", link.message())
+
+
+def _named_paths(doc: Document) -> Iterator[str]:
+    for loc, _kind, _what in _PATHS:
+        value = _mapping(doc.data, *map(str, loc[:-1])).get(str(loc[-1]))
+        if isinstance(value, str):
+            yield value
+    entrypoint = _mapping(doc.data, "model").get("entrypoint")
+    if isinstance(entrypoint, str):
+        module = entrypoint.split(":")[0].replace(".", "/")
+        yield from (f"{module}.py", f"{module}/__init__.py")
 
 
 # Folders of the image the serving stage must not chown to the model's user.

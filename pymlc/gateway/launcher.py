@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from ..image.hardening import model_container_options
 from ..runtime_stub.gateway import Route, RouteError, Upstream, check_health
 from ..runtime_stub.gateway_backend import FRESH_CHANNEL
 from .haproxy_config import ModelServer
@@ -56,7 +57,6 @@ log = logging.getLogger("pymlc.gateway")
 LABEL = "pymlc.gateway"
 DEFAULT_SOCKET = "/run/pyml/model.sock"
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes, with the terminating NUL
-_TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m,mode=1777"}
 _LOG_TAIL = 15
 POLL_EVERY = 5.0  # seconds between inspections when the engine gives no event stream
 BACKOFF_FIRST = 1.0  # seconds a model waits after a failed start, doubled after each one
@@ -317,13 +317,10 @@ class Launcher:
                 name=f"pymlc-{self.instance}-{model.name}-{slot.starts + 1}",
                 labels={LABEL: self.instance, "pymlc.model": model.name,
                         "pymlc.model.version": model.version},
-                network_mode="none", read_only=True, tmpfs=dict(_TMPFS),
                 mounts=[docker.types.Mount(posixpath.dirname(socket), str(slot.folder),
                                            type="bind")],
-                nano_cpus=int(model.cpus * 1e9), mem_limit=f"{model.memory_mb}m",
-                memswap_limit=f"{model.memory_mb}m", pids_limit=256,
-                cap_drop=["ALL"], security_opt=["no-new-privileges"],
-                user=_container_user(image))
+                user=_container_user(image),
+                **model_container_options(cpus=model.cpus, memory_mb=model.memory_mb))
         except docker.errors.DockerException as exc:
             raise RouteError(grpc.StatusCode.UNAVAILABLE, f"model {model.name} {model.version}:"
                              f" cannot start {model.image}: {_explain(exc)}") from exc

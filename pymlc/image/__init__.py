@@ -1,5 +1,7 @@
-"""The image backend of ``pymlc image``: a build context from a fresh compile, built for real
-through the Docker engine (the ``docker`` SDK, classic builder) with progress streamed.
+"""The image backend of ``pymlc image``: a build context from a fresh compile and the part of
+the spec's folder that ships (``context``), built for real through the Docker engine (the
+``docker`` SDK, classic builder) with progress streamed (``build``); then the model loaded once
+in the image (``loadcheck``), hardened as every model container pymlc starts (``hardening``).
 
 Host-side only, like the compiler: nothing here is copied into images.
 """
@@ -18,7 +20,7 @@ from .build import (
     connect,
     image_tags,
 )
-from .context import RUNTIME_PARTS, assemble_context
+from .context import RUNTIME_PARTS, assemble_context, left_out_note, model_files
 
 __all__ = [
     "RUNTIME_PARTS",
@@ -33,4 +35,6 @@ __all__ = [
     "build_image",
     "connect",
     "image_tags",
+    "left_out_note",
+    "model_files",
 ]

@@ -26,7 +26,8 @@ from ..compiler.emit.dockerfile import image_labels
 from ..compiler.errors import PymlcError
 from ..compiler.ir import BuildPlan
 from ..compiler.pipeline import Compiled
-from .context import DOCKERFILE, assemble_context
+from ..compiler.shipping import LeftOut, ModelFiles
+from .context import DOCKERFILE, assemble_context, model_files
 
 __all__ = [
     "DEFAULT_HOST",
@@ -94,7 +95,8 @@ class Step:
 
 @dataclass(frozen=True)
 class BuiltImage:
-    """A finished build: the image id, every tag given to it, and its steps."""
+    """A finished build: the image id, every tag given to it, its steps, and what of the
+    spec's folder was left out (see ``pymlc.compiler.shipping``)."""
 
     id: str
     target: str
@@ -102,6 +104,7 @@ class BuiltImage:
     steps: tuple[Step, ...]
     seconds: float
     size: int
+    left_out: tuple[LeftOut, ...] = ()
 
 
 class BuildProgress(Protocol):
@@ -166,20 +169,27 @@ def image_tags(plan: BuildPlan, target: str, extra: Iterable[str] = ()) -> tuple
 
 def build_image(compiled: Compiled, *, target: str = "serving", extra_tags: Iterable[str] = (),
                 nocache: bool = False, client: Any = None,
-                progress: BuildProgress | None = None) -> BuiltImage:
+                progress: BuildProgress | None = None,
+                files: ModelFiles | None = None) -> BuiltImage:
     """Build ``target`` of the compiled spec and tag it (see :func:`image_tags`).
+
+    Args:
+        files: what of the spec's folder ships (:func:`~pymlc.image.context.model_files`), if
+            the caller made it already (to tell the user what is left out before building).
 
     Raises:
         EngineUnavailableError: no engine.
         BuildError: the build failed; the error names the step and carries its log's tail.
+        PymlcError: a symbolic link leads outside the spec's folder.
     """
     if target not in TARGETS:
         raise ImageError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     client = client or connect()
     tags = image_tags(compiled.plan, target, extra_tags)
     _check_references(tags)
+    files = files or model_files(compiled)
     started = time.monotonic()
-    with assemble_context(compiled) as context:
+    with assemble_context(compiled, files=files) as context:
         stream = _stream(client, str(context), target=target, tag=tags[0], nocache=nocache)
         image_id, steps = _follow(stream, progress)
     for tag in tags[1:]:
@@ -188,7 +198,7 @@ def build_image(compiled: Compiled, *, target: str = "serving", extra_tags: Iter
     inspected = client.api.inspect_image(image_id)
     _check_labels(compiled.plan, inspected["Config"].get("Labels") or {})
     return BuiltImage(image_id, target, tags, tuple(steps), time.monotonic() - started,
-                      int(inspected["Size"]))
+                      int(inspected["Size"]), tuple(files.left_out))
 
 
 def _check_labels(plan: BuildPlan, found: Mapping[str, str]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 _EPOCH_UNIT = {"date": "datetime64[D]", "timestamp": "datetime64[us]"}
+# The UTC offset that ends an ISO 8601 date-time: Z, +hh, +hhmm or +hh:mm after the time.
+_OFFSET = re.compile(r"[T ][^+-]*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)\s*$")
 
 
 # --- typed proto ------------------------------------------------------------------------------
@@ -436,7 +439,14 @@ def _json_values(values: list[Any], spec: ColumnSpec) -> Any:
 
 
 def _json_times(values: list[Any]) -> Any:
-    parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+    # pandas gives a zone-less value that follows one with an offset that offset, not UTC:
+    # parse the two kinds apart.
+    text = pd.Series(values, dtype=object)
+    zoned = text.map(lambda v: isinstance(v, str) and _OFFSET.search(v) is not None)
+    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    for part in (zoned, ~zoned):
+        if part.any():
+            parsed[part] = pd.to_datetime(text[part], utc=True, format="ISO8601")
     # Dates too arrive at microsecond precision: the checks accept them only at midnight.
     return parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
 

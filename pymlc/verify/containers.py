@@ -1,5 +1,6 @@
-"""The containers of one ``pymlc verify`` run: started with no network and a label naming the
-run, and all removed at the end, also on failure, Ctrl-C or SIGTERM.
+"""The containers of one ``pymlc verify`` run: started with no network, no capabilities and a
+label naming the run (the serving container also read-only and with the spec's limits, as the
+gateway runs it), and all removed at the end, also on failure, Ctrl-C or SIGTERM.
 
 Every container carries ``pymlc.verify=<run id>``; :class:`ContainerRun` removes by that label,
 so a container whose start was interrupted half-way is removed too. Host folders shared with a
@@ -18,10 +19,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-__all__ = ["LABEL", "ContainerRun", "interrupt_on_sigterm", "logs_tail"]
+from ..image.hardening import confined
+
+__all__ = ["LABEL", "ContainerRun", "interrupt_on_sigterm"]
 
 LABEL = "pymlc.verify"
-_LOG_TAIL = 30
 
 
 class ContainerRun:
@@ -32,9 +34,9 @@ class ContainerRun:
         self.run_id = run_id or uuid.uuid4().hex[:12]
 
     def start(self, image: str, command: list[str], *, role: str, mounts: dict[Path, str],
-              files: dict[Path, str] | None = None, read_only: bool = False,
+              files: dict[Path, str] | None = None, options: dict[str, Any] | None = None,
               image_user: str = "") -> Any:
-        """Start ``image`` detached with ``--network none`` and the run's label.
+        """Start ``image`` detached, confined (``pymlc.image.hardening``), with the run's label.
 
         Args:
             image: the image id or tag.
@@ -42,25 +44,23 @@ class ContainerRun:
             role: ``serving`` or ``batch``, part of the container's name.
             mounts: host folder -> container folder, bind-mounted read-write.
             files: host file -> path in the container, bind-mounted read-only.
-            read_only: a read-only root filesystem with a tmpfs on /tmp.
+            options: more ``containers.run`` options, e.g. a serving container's
+                :func:`~pymlc.image.hardening.model_container_options`.
             image_user: the image's ``User``; its uid owns the mounted folders when we are root.
         """
         import docker
 
         user = self._share(mounts, image_user)
-        options: dict[str, Any] = {}
-        if read_only:
-            options.update(read_only=True, tmpfs={"/tmp": "rw,size=256m"})
         return self.client.containers.run(
             image, command, detach=True, name=f"pymlc-verify-{self.run_id}-{role}",
-            labels={LABEL: self.run_id, "pymlc.verify.role": role}, network_mode="none",
+            labels={LABEL: self.run_id, "pymlc.verify.role": role},
             # No network means no resolvable host name; Java (Spark) looks its own up.
             hostname="localhost",
             mounts=[*(docker.types.Mount(target, str(source), type="bind")
                       for source, target in mounts.items()),
                     *(docker.types.Mount(target, str(source), type="bind", read_only=True)
                       for source, target in (files or {}).items())],
-            user=user, **options)
+            user=user, **{**confined(), **(options or {})})
 
     def _share(self, mounts: dict[Path, str], image_user: str) -> str | None:
         uid, _, gid = image_user.partition(":")
@@ -87,15 +87,6 @@ class ContainerRun:
             except docker.errors.NotFound:
                 pass
         return removed
-
-
-def logs_tail(container: Any, lines: int = _LOG_TAIL) -> list[str]:
-    """The last lines of a container's output (stdout and stderr), for a failure report."""
-    try:
-        text = container.logs(stdout=True, stderr=True, tail=lines).decode(errors="replace")
-    except Exception:  # the container may be gone already; the report still goes out
-        return []
-    return [line.rstrip() for line in text.splitlines() if line.strip()]
 
 
 @contextmanager

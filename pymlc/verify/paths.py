@@ -1,9 +1,10 @@
 """The three ways ``pymlc verify`` runs the examples, each giving a :class:`PathResult`:
 
 * ``in-process``: the runtime's ``Predictor`` in this Python, as ``pymlc validate`` does;
-* ``serving``: the serving image in a container with no network and a read-only root, the
-  socket's folder bind-mounted; one ``Predict`` call over the Unix socket through the model's
-  generated typed stubs;
+* ``serving``: the serving image in a container hardened as the gateway runs it (no network,
+  a read-only root, no capabilities, the spec's CPU, memory and process limits: see
+  ``pymlc.image.hardening``), the socket's folder bind-mounted; one ``Predict`` call over the
+  Unix socket through the model's generated typed stubs;
 * ``batch``: the batch image's own entrypoint (local Spark in the container) scoring
   ``SELECT * FROM parquet.`/data/input.parquet``` into a table whose Parquet files are read
   back from the bind-mounted folder. Spark does not keep the rows' order, so the input carries a
@@ -28,9 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from ..image.hardening import model_container_options
+from ..image.running import logs_tail, wait_exit
 from ..runtime_stub import checks, codecs
 from ..runtime_stub.config import ModelConfig
-from .containers import ContainerRun, logs_tail
+from .containers import ContainerRun
 from .examples import Examples, outputs_of_frame
 
 __all__ = ["BATCH_QUERY", "BATCH_TABLE", "ROW_COLUMN", "PathResult", "in_process", "through_batch",
@@ -110,8 +113,10 @@ def through_serving(run: ContainerRun, image: str, config: ModelConfig, examples
     """
     started = time.monotonic()
     socket = config.serving.socket
+    hardening = model_container_options(cpus=config.serving.cpus,
+                                        memory_mb=config.serving.memory_mb)
     container = run.start(image, [], role="serving", mounts={folder: posixpath.dirname(socket)},
-                          read_only=True, image_user=_image_user(run, image))
+                          options=hardening, image_user=_image_user(run, image))
     host_socket = folder / posixpath.basename(socket)
     problem = _wait_ready(container, host_socket, timeout)
     if problem:
@@ -226,7 +231,7 @@ def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: 
     overlay = _config_with_row_number(config, folder.parent / "batch-config")
     container = run.start(image, command, role="batch", mounts={folder: BATCH_DATA},
                           files={overlay: _CONFIG_IN_IMAGE}, image_user=_image_user(run, image))
-    code = _wait_exit(container, timeout)
+    code = wait_exit(container, timeout)
     if code is None:
         return _failed("batch", f"the batch job did not finish within {timeout:.0f} s"
                                 f"{_log_lines(container)}", started)
@@ -244,16 +249,6 @@ def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: 
     except (OSError, ValueError) as exc:
         return _failed("batch", f"cannot read the output table: {exc}", started)
     return PathResult("batch", outputs, seconds=time.monotonic() - started)
-
-
-def _wait_exit(container: Any, timeout: float) -> int | None:
-    import requests
-
-    try:
-        status = container.wait(timeout=timeout)
-    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-        return None
-    return int(status.get("StatusCode", -1))
 
 
 def _job_errors(logs: list[str]) -> str:
@@ -276,7 +271,7 @@ def _input_table(config: ModelConfig, examples: Examples) -> Any:
 
     if examples.kind == "dataframe":
         table = pa.Table.from_pandas(pd.DataFrame(examples.inputs), preserve_index=False)
-        table = _timestamps_in_utc(config, table)
+        table = _in_spec_types(config, table)
     else:
         table = pa.table({name: _nested(values) for name, values in examples.inputs.items()})
     for name in (*config.batch.passthrough, ROW_COLUMN):
@@ -286,15 +281,18 @@ def _input_table(config: ModelConfig, examples: Examples) -> Any:
     return table
 
 
-def _timestamps_in_utc(config: ModelConfig, table: Any) -> Any:
-    import pyarrow as pa
+def _in_spec_types(config: ModelConfig, table: Any) -> Any:
+    """Each input column in its type table Arrow type, the one the batch job's query check
+    expects: pandas holds a date as a midnight ``datetime64`` and a timestamp without a zone,
+    which Parquet would store as TIMESTAMP_NTZ for both."""
+    from ..runtime_stub.spark_score import arrow_type
+    from ..runtime_stub.types import COLUMN_TYPES
 
-    # Spark reads a zone-less Parquet timestamp as TIMESTAMP_NTZ; the spec's timestamp is UTC.
     for field in config.inputs:
-        if field.type == "timestamp":
-            index = table.column_names.index(field.name)
-            table = table.set_column(index, field.name,
-                                     table.column(index).cast(pa.timestamp("us", tz="UTC")))
+        index = table.column_names.index(field.name)
+        wanted = arrow_type(COLUMN_TYPES[field.type].arrow)
+        if table.column(index).type != wanted:
+            table = table.set_column(index, field.name, table.column(index).cast(wanted))
     return table
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..compiler.pipeline import Compiled
+from ..compiler.shipping import ModelFiles
 from ..compiler.write import write_tree
-from ..image import BuildError, Step, build_image, connect
+from ..image import BuildError, Step, build_image, connect, left_out_note, model_files
 from ..runtime_stub.config import ModelConfig
 from .containers import ContainerRun, interrupt_on_sigterm
 from .examples import load_examples
@@ -60,24 +61,28 @@ def verify(compiled: Compiled, *, client: Any = None, timeout: float = DEFAULT_T
         tell(f"{examples.rows} example row(s); in-process ...")
         results = [in_process(config, root, examples)]
         client = client or connect()
+        files = model_files(compiled)
+        note = left_out_note(files)
+        if note:
+            tell(note)
         with _cleanup(ContainerRun(client)) as run:
-            results.append(_containerised("serving", compiled, run, tell, lambda image:
+            results.append(_containerised("serving", compiled, files, run, tell, lambda image:
                            through_serving(run, image, config, examples, work / "serving",
                                            timeout=timeout)))
-            results.append(_containerised("batch", compiled, run, tell, lambda image:
+            results.append(_containerised("batch", compiled, files, run, tell, lambda image:
                            through_batch(run, image, config, examples, work / "batch",
                                          timeout=timeout)))
     return compare(compiled.plan.name, compiled.plan.version, examples, results,
                    [f.name for f in config.outputs])
 
 
-def _containerised(target: str, compiled: Compiled, run: ContainerRun, tell: Say,
-                   go: Callable[[str], PathResult]) -> PathResult:
+def _containerised(target: str, compiled: Compiled, files: ModelFiles, run: ContainerRun,
+                   tell: Say, go: Callable[[str], PathResult]) -> PathResult:
     started = time.monotonic()
     tell(f"{target}: building the image ...")
     try:
         built = build_image(compiled, target=target, client=run.client,
-                            progress=_BuildLines(tell, target))
+                            progress=_BuildLines(tell, target), files=files)
     except BuildError as exc:
         where = f" at {exc.step}" if exc.step else ""
         tail = "".join(f"\n  | {line}" for line in exc.tail[-10:])

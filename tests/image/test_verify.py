@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scratch_models import containers_of
 
 from pymlc.verify import LABEL
 
@@ -86,11 +87,15 @@ def broken_spec(tmp_path_factory: pytest.TempPathFactory, fare_trained: Path) ->
     return spec
 
 
+# The images these tests verify; other runs on the shared engine have verify containers too.
+REPOSITORIES = ["registry.example.com/ml/fare-estimator", "digit-net", "pymlc-test/verify-broken"]
+
+
 @pytest.fixture(autouse=True)
 def no_containers_left(engine: Any) -> Any:
     yield
-    left = engine.containers.list(all=True, ignore_removed=True, filters={"label": LABEL})
-    assert not left, [c.name for c in left]
+    left = containers_of(engine, LABEL, REPOSITORIES)
+    assert not left, left
 
 
 def _verify(spec: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -179,7 +184,7 @@ def test_sigterm_removes_the_runs_containers(engine: Any, broken_spec: Path) -> 
                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 600
-        while not engine.containers.list(ignore_removed=True, filters={"label": LABEL}):
+        while not containers_of(engine, LABEL, ["pymlc-test/verify-broken"]):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no verify container started"
             time.sleep(0.5)

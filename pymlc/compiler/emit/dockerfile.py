@@ -15,35 +15,21 @@ from __future__ import annotations
 import posixpath
 
 from ..ir import BuildPlan
+from ..shipping import CLUTTER_PATTERNS, CONTEXT_PREFIX, IGNORE_PATTERNS, SECRET_PATTERNS
 from .base import Artifact, header, render, shell_quote
 
 __all__ = ["CONTEXT_DIRS", "IGNORE_PATTERNS", "UID", "emit_dockerfile", "image_labels"]
 
 UID = 10001
 # The build context `pymlc image` assembles; the Dockerfile's COPY lines rely on these folders.
-CONTEXT_DIRS = {"model": "model", "generated": "generated", "runtime": "runtime"}
-IGNORE_PATTERNS = (
-    "**/.git",
-    "**/.hg",
-    "**/.venv",
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.pytest_cache",
-    "**/.mypy_cache",
-    "**/.ipynb_checkpoints",
-    "**/.DS_Store",
-    "model/generated",
-    "model/spark-warehouse",
-    "model/.pyml-warehouse",
-    "model/metastore_db",
-)
+CONTEXT_DIRS = {"model": CONTEXT_PREFIX, "generated": "generated", "runtime": "runtime"}
 
 
 def emit_dockerfile(plan: BuildPlan) -> list[Artifact]:
     return [
         Artifact("Dockerfile", _dockerfile(plan)),
         Artifact(".dockerignore", render("dockerignore.jinja", header=header(plan),
-                                         patterns=IGNORE_PATTERNS)),
+                                         clutter=CLUTTER_PATTERNS, secrets=SECRET_PATTERNS)),
     ]
 
 
