@@ -22,8 +22,8 @@ import pytest
 
 from pymlc.compiler.pipeline import compile_spec
 from pymlc.compiler.write import write_tree
+from pymlc.runtime_stub.spark_debris import STAGING_MARK
 from pymlc.runtime_stub.spark_driver import main
-from pymlc.runtime_stub.spark_table import STAGING_MARK
 
 ROOT = Path(__file__).resolve().parents[2]
 FARE = ROOT / "specs" / "fare-estimator"
@@ -90,10 +90,12 @@ def folders(spark: Any, database: str) -> list[str]:
 
 
 def no_debris(spark: Any, database: str) -> None:
-    """Asserts that no staging table or folder is left in ``database``."""
+    """Asserts that no staging table is left in ``database``, nor any folder that no table
+    uses (a table's data lives in the folder of the staging table it was swapped from)."""
     tables = [t.name for t in spark.catalog.listTables(database)]
     assert not [t for t in tables if STAGING_MARK in t], tables
-    assert not [f for f in folders(spark, database) if STAGING_MARK in f]
+    used = {table_folder(spark, f"{database}.{t}").name for t in tables}
+    assert [f for f in folders(spark, database) if f not in used] == [], used
 
 
 def _require_java() -> None:
@@ -157,7 +159,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
     warehouse = tmp_path_factory.mktemp("session-warehouse")
     session, _ = start_session(app="pymlc-tests", master="local[2]", warehouse=warehouse,
-                               rows_per_batch=10_000)
+                               rows_per_batch=10_000, log=warehouse / "spark.log")
     yield session
     session.stop()
 
