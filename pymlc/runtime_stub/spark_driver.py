@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING
 
 from .config import ROOT_ENV, ConfigError, ModelConfig, model_root_from_env
 from .spark_debris import BusyError
-from .spark_dest import PartitionSpec, check_destination, describe_partition, parse_partition
+from .spark_dest import (
+    PartitionSpec,
+    TableInfo,
+    check_destination,
+    describe_partition,
+    parse_partition,
+)
 from .spark_output import WarmUp, analyse, job_output
 from .spark_plan import PlanError
 from .spark_session import (
@@ -50,7 +56,7 @@ from .spark_session import (
 )
 from .spark_stop import JobStopped, Stopper
 from .spark_swap import Output, Target, WriteError, write_atomically
-from .spark_table import TableName, describe_table
+from .spark_table import TableName, describe_table, sql_string
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -228,6 +234,7 @@ def _run(spark: SparkSession, job: _Job, stopper: Stopper, log: Path, *, owner: 
             source, plan = analyse(spark, job.config, job.query)
             existing = describe_table(spark, job.table)
             check_destination(str(job.table), plan, existing, job.partition)
+            _check_partition_values(spark, job, existing)
         except PlanError as exc:
             _report_plan(exc, job)
             return EXIT_FAILED
@@ -265,6 +272,23 @@ def _write(spark: SparkSession, job: _Job, stopper: Stopper, log: Path, output: 
     if stopper.signum is not None:
         warn("told to stop while swapping: the swap had begun and was finished")
     return EXIT_OK
+
+
+def _check_partition_values(spark: SparkSession, job: _Job, existing: TableInfo | None) -> None:
+    """Each partition value must be a value of its column's type (a table created by pymlc has
+    STRING keys; one created otherwise may have DATE or INT keys)."""
+    if existing is None:
+        return
+    types = {c.name.lower(): c.spark_type for c in existing.partitions}
+    problems = []
+    for key, value in job.partition:
+        kind = types.get(key, "string")
+        if kind.lower() != "string" and spark.sql(
+                f"SELECT try_cast('{sql_string(value)}' AS {kind}) IS NULL").collect()[0][0]:
+            problems.append(f"--partition {key}={value}: {job.table}'s partition column {key}"
+                            f" is {kind.upper()}, and {value!r} is not one")
+    if problems:
+        raise PlanError(problems)
 
 
 def _report_plan(exc: PlanError, job: _Job) -> None:

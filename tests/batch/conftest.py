@@ -72,9 +72,10 @@ def table_folder(spark: Any, table: str) -> Path:
 
 
 def run_job(config: Path, query: str, table: str, *, root: Path = FARE,
-            mode: str | None = None) -> int:
+            mode: str | None = None, partition: tuple[str, ...] = ()) -> int:
     """Runs the batch driver in-process on the test session; returns its exit code."""
     argv = ["--query", query, "--output-table", table, "--model-root", str(root)]
+    argv += [item for value in partition for item in ("--partition", value)]
     return main(argv + (["--mode", mode] if mode else []), config_path=config)
 
 
@@ -90,11 +91,21 @@ def folders(spark: Any, database: str) -> list[str]:
 
 
 def no_debris(spark: Any, database: str) -> None:
-    """Asserts that no staging table is left in ``database``, nor any folder that no table
-    uses (a table's data lives in the folder of the staging table it was swapped from)."""
+    """Asserts that no staging table is left in ``database``, nor any folder that no table or
+    partition uses (data lives in the folder of the staging table it was swapped from)."""
+    from pymlc.runtime_stub.spark_table import TableName, describe_table, partition_location
+
     tables = [t.name for t in spark.catalog.listTables(database)]
     assert not [t for t in tables if STAGING_MARK in t], tables
-    used = {table_folder(spark, f"{database}.{t}").name for t in tables}
+    used = set()
+    for table in tables:
+        name = TableName(database, table)
+        info = describe_table(spark, name)
+        assert info is not None
+        used.add(Path(info.location.removeprefix("file:")).name)
+        for row in spark.sql(f"SHOW PARTITIONS {name.sql}").collect() if info.partitions else ():
+            spec = tuple(tuple(p.split("=", 1)) for p in row[0].split("/"))
+            used.add(Path(str(partition_location(spark, name, spec)).removeprefix("file:")).name)
     assert [f for f in folders(spark, database) if f not in used] == [], used
 
 
