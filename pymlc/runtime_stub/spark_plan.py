@@ -1,8 +1,8 @@
-"""The batch job's plan, checked before any work: the query's columns against the spec's inputs,
-the passthrough columns, and the destination table against the job's output.
+"""The batch job's plan, checked before any work: the query's columns against the spec's inputs
+and passthrough columns (the destination is ``spark_dest``'s).
 
-Pure functions over plain column descriptions (name, Spark SQL type name, nullable), so they
-need no Spark to run or to test; ``spark_driver`` feeds them from ``spark.sql(q).schema``.
+Pure functions over plain column descriptions (name, Spark SQL type name), so they need no
+Spark to run or to test; ``spark_output.analyse`` feeds them from ``DESCRIBE QUERY``.
 
 Tensor models: each query row is one sample. A tensor input of shape ``[-1, d1, ..., dk]`` is a
 column of ``k`` nested Spark arrays whose innermost element type is the type table's ``spark``
