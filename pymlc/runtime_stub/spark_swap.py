@@ -127,15 +127,19 @@ def write_atomically(spark: SparkSession, output: Output, target: Target, *,
             clean_debris(spark, target.table, target.partition, say=say, owner=owner)
         _create_staging(spark, staging, target, output.schema)
         say(f"scoring into staging table {staging}")
+        started = time.perf_counter()
         with _Heartbeat(spark, staging):
             output.frame().write.insertInto(staging.sql)
         rows = _check_counts(staging, *output.counts())
+        say(f"staging table complete: {rows} rows scored and written in"
+            f" {time.perf_counter() - started:.1f} s")
         stopper.pause_before_swap(say)
         stopper.check()  # a job told to stop never starts the swap
         with stopper.critical():  # ...and a started swap is finished, not torn
-            say(f"staging table complete: {rows} rows; {_verb(target)} {target}")
+            started = time.perf_counter()
             _swap(spark, staging, target)
             swapped = True
+            say(f"{_verb(target)} {target} took {time.perf_counter() - started:.1f} s")
         return rows
     finally:
         if not swapped:
