@@ -1,23 +1,30 @@
-"""``pymlc batch``: run the generated Spark job locally, a SQL query in and a Hive table out.
+"""``pymlc batch``: run the generated Spark job, a SQL query in and a Hive table out.
 
 The spec is compiled in memory; its generated ``batch_job.py`` (from the spec's ``generated/``
 when that is up to date, else from a temporary folder) runs in a child Python with
 ``PYML_MODEL_ROOT`` set to the spec's folder and this interpreter as Spark's Python, so the job
 is exactly the one ``spark-submit`` runs on a cluster. Its progress streams through unchanged.
-Exit codes are the job's: 0 ok; 1 invalid query or failed job (the table is unchanged); 2 usage.
+
+The job dies with this command: SIGTERM, SIGINT and SIGHUP are passed on to it (it stops
+cleanly, never swapping its table), and if this command is killed outright the kernel sends the
+job SIGTERM (``PR_SET_PDEATHSIG``). The job runs in a session of its own, so a terminal's Ctrl-C
+reaches it once, through this command. Exit codes are the job's: 0 ok; 1 invalid query or
+failed job (the table is unchanged); 2 usage; 128 + N when stopped by signal N.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .console import say, shown
 
@@ -28,14 +35,17 @@ __all__ = ["register"]
 
 _SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 _JOB = "batch_job.py"
+_PR_SET_PDEATHSIG = 1
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def register(sub: _SubParsers) -> None:
     """Add the ``batch`` command to the ``pymlc`` parser."""
     p = sub.add_parser(
-        "batch", help="score a SQL query's rows into a table, with local Spark + embedded Hive",
-        description="Run the model's batch job locally: the query's rows through the model"
-                    " into DB.TABLE, atomically (a failed job leaves the table as it was).",
+        "batch", help="score a SQL query's rows into a table, with Spark + embedded Hive",
+        description="Run the model's batch job: the query's rows through the model into"
+                    " DB.TABLE (or one partition of it), atomically (a failed or stopped job"
+                    " leaves the table as it was).",
         epilog="example: pymlc batch --query \"SELECT * FROM parquet.`trips.parquet`\""
                " --output-table scores.fares")
     p.add_argument("spec", nargs="?", type=Path, default=Path("pyml.yaml"), metavar="SPEC",
@@ -44,11 +54,14 @@ def register(sub: _SubParsers) -> None:
     source.add_argument("--query", help="Spark SQL query whose rows are scored")
     source.add_argument("--query-file", type=Path, metavar="FILE", help="file holding the query")
     p.add_argument("--output-table", required=True, metavar="DB.TABLE")
+    p.add_argument("--partition", action="append", metavar="KEY=VALUE",
+                   help="write one static partition of the table, partitioned by these keys"
+                        " (repeatable; created on first use)")
     p.add_argument("--mode", choices=("overwrite", "append"),
                    help="default: the spec's batch.write_mode")
     p.add_argument("--warehouse", type=Path, metavar="DIR",
                    help="local warehouse + metastore folder (default: ./.pyml-warehouse)")
-    p.add_argument("--master", help="Spark master (default: local[*])")
+    p.add_argument("--master", help="Spark master, e.g. spark://host:7077 (default: local[*])")
     p.set_defaults(handler=_batch)
 
 
@@ -62,9 +75,42 @@ def _batch(args: argparse.Namespace) -> int:
             **os.environ,
             "PYML_MODEL_ROOT": str(compiled.spec_path.parent.resolve()),
             "PYSPARK_PYTHON": sys.executable,
-            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         }
-        return subprocess.run(command, env=env, check=False).returncode
+        if (args.master or "local").startswith("local"):
+            env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        return _run_job(command, env)
+
+
+def _run_job(command: list[str], env: dict[str, str]) -> int:
+    """Run the job as a child that dies with this process; pass stop signals on to it."""
+    job = subprocess.Popen(command, env=env, start_new_session=True,
+                           preexec_fn=_die_with(os.getpid()))
+    previous = {signum: signal.signal(signum, _forward(job)) for signum in _FORWARDED}
+    try:
+        return job.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if job.poll() is None:  # this command is leaving early: the job goes too
+            job.terminate()
+            job.wait()
+
+
+def _forward(job: subprocess.Popen[bytes]) -> Callable[[int, Any], None]:
+    def handler(signum: int, frame: Any) -> None:
+        if job.poll() is None:
+            job.send_signal(signal.SIGTERM)  # the job's clean stop, whatever the signal
+    return handler
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """In the child, before the job starts: SIGTERM when ``parent`` dies (Linux)."""
+    def arrange() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the call took effect
+            os._exit(128 + signal.SIGTERM)
+    return arrange
 
 
 def _job_arguments(args: argparse.Namespace) -> list[str]:
@@ -76,8 +122,9 @@ def _job_arguments(args: argparse.Namespace) -> list[str]:
         "--warehouse": args.warehouse,
         "--master": args.master,
     }
-    return [item for flag, value in given.items() if value is not None
-            for item in (flag, str(value))]
+    arguments = [item for flag, value in given.items() if value is not None
+                 for item in (flag, str(value))]
+    return arguments + [item for value in args.partition or () for item in ("--partition", value)]
 
 
 @contextmanager

@@ -61,7 +61,7 @@ from pyspark.sql import Observation, functions as F
 from pymlc.runtime_stub.spark_session import start_session
 started = time.perf_counter()
 spark, _ = start_session(app="bench-copy", master=None, warehouse=Path(sys.argv[2]),
-                         rows_per_batch=50000)
+                         rows_per_batch=50000, log=Path(sys.argv[2]) / "copy.log")
 print(f"Spark ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 started = time.perf_counter()
 spark.sql("CREATE DATABASE IF NOT EXISTS bench")

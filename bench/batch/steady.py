@@ -12,11 +12,10 @@ The jobs, each writing a new Parquet table (dropped afterwards, outside the cloc
 
 * ``copy``: the query copied into a table, its rows counted by the write job (an observation),
   no Python step: the ceiling of any Spark job;
-* ``no-op``: the columns pymlc reads (``trip_id`` and the four inputs) taken the way pymlc's
-  workers take them in local mode (``spark_scan.run_scan``, planned from the fare estimator's
-  spec): each worker reads its share of the query's files, turns it into ``trip_id`` and one
-  double and writes its Parquet file of the table: the floor of pymlc's data path (the Python
-  tasks, the reading, the files), the model, its checks and the metastore excluded;
+* ``no-op``: the columns pymlc reads (``trip_id`` and the four inputs), read by Spark and
+  handed to a ``mapInArrow`` that turns each batch into ``trip_id`` and one double, written by
+  Spark's writer: the floor of pymlc's one data path (Spark's reading, the Arrow hand-over to
+  Python, the writing), the model, its checks and the metastore excluded;
 * each model: ``pymlc``'s own driver (``spark_driver.main``) in this process, joining the
   session: the query check, warm-up, staging table and swap included, as in ``pymlc batch``.
 
@@ -46,20 +45,17 @@ def main() -> None:
     from pyspark.sql import functions as F
 
     from pymlc.runtime_stub import spark_driver
-    from pymlc.runtime_stub.config import ModelConfig
-    from pymlc.runtime_stub.spark_plan import Column, plan_job
-    from pymlc.runtime_stub.spark_scan import FileScan, plan_scan, run_scan
     from pymlc.runtime_stub.spark_score import PASSTHROUGH_PREFIX
-    from pymlc.runtime_stub.spark_session import batch_rows, start_session
+    from pymlc.runtime_stub.spark_session import start_session
 
     query, warehouse = sys.argv[1], Path(sys.argv[2])
     spark, _ = start_session(app="bench-steady", master=None, warehouse=warehouse,
-                             rows_per_batch=50_000)
+                             rows_per_batch=50_000, log=warehouse / "steady-spark.log")
     spark.sql("CREATE DATABASE IF NOT EXISTS bench")
-    fare = ModelConfig.load(generate(MODELS["fare-estimator (ridge)"]) / "model.json")
 
     # The columns as pymlc's driver names them for its workers: passthrough ones prefixed.
     trip_id, distance = PASSTHROUGH_PREFIX + "trip_id", "trip_distance_km"
+    inputs = ["trip_distance_km", "city", "pickup_hour", "passengers"]
 
     def no_op(batches: Iterator[Any]) -> Iterator[Any]:
         for batch in batches:
@@ -77,17 +73,9 @@ def main() -> None:
         return write(spark.sql(query), table)
 
     def no_op_job(table: str) -> int:
-        files = warehouse / f"{table}.files"  # external: left for the run's end to delete
-        spark.sql(f"CREATE TABLE {table} (trip_id BIGINT, fare DOUBLE) USING parquet"
-                  f" LOCATION '{files}'")
-        source = spark.sql(query)
-        plan = plan_job(fare, [Column.of(f) for f in source.schema.fields])
-        scan = plan_scan(spark, source, plan, batch_rows(spark))
-        if not isinstance(scan, FileScan):  # then it would not be pymlc's floor
-            sys.exit(f"no-op: the workers cannot read the query's files: {scan}")
-        rows = run_scan(spark, scan, no_op, files, {"compression": "snappy"})
-        spark.sql(f"REFRESH TABLE {table}")
-        return rows
+        columns = [F.col("trip_id").alias(trip_id), *(F.col(c) for c in inputs)]
+        frame = spark.sql(query).select(*columns).mapInArrow(no_op, "trip_id BIGINT, fare DOUBLE")
+        return write(frame, table)
 
     def pymlc(spec: Path) -> Job:
         config = generate(spec) / "model.json"

@@ -1,54 +1,65 @@
 """The batch driver: a SQL query in, the model's predictions out, into a table, atomically.
 
-The generated ``batch_job.py`` calls :func:`main`. Steps, in this order:
+The generated ``batch_job.py`` calls :func:`main`. One data path, the same on every master:
 
-1. start Spark (local with an embedded Hive metastore, or whatever spark-submit provides);
+1. start Spark (``local[*]``, ``--master URL``, or whatever spark-submit provides);
 2. analyse the query (its schema only, no Spark job) and check it against the spec's inputs,
-   its passthrough columns and the destination table: every problem reported at once, exit 1,
-   nothing written;
-3. score with ``mapInArrow``: inputs cast up to the spec's types in Spark, Arrow batches of
-   ``batch.rows_per_batch`` rows, the model loaded once per Python worker (warmed up by a tiny
-   background job while step 2 runs), every batch through the server's own ``Predictor`` call
-   (``predict_columns``, or ``predict_tensors`` for tensor models: one query row per sample,
-   see ``spark_tensor``), passthrough columns beside. In local mode a plain query over Parquet
-   files is read by the workers themselves instead (``spark_scan``);
-4. write a staging table (in local mode its Parquet files are written by the workers
-   themselves), check that every query row reached it (counted by the write job itself),
-   swap it in (see ``spark_table``).
+   its passthrough columns and the destination (table, or ``--partition`` of it): every
+   problem reported at once, exit 1, nothing written;
+3. Spark reads the query; the inputs are cast up to the spec's types in Spark; ``mapInArrow``
+   hands Arrow batches of ``batch.rows_per_batch`` rows to the Python workers, which load the
+   model once each (warmed up by a tiny background job while step 2 runs) and score every
+   batch through the server's own ``Predictor`` call (``predict_columns``, or
+   ``predict_tensors`` for tensor models: one query row per sample, see ``spark_tensor``),
+   passthrough columns beside. How many tasks is Spark's affair (its file splitting and
+   adaptive query execution settings);
+4. Spark's own writer writes a staging table, every query row is checked to have reached it
+   (counted by the write job itself), and the staging table is swapped in (``spark_swap``).
 
-Exit codes: 0 ok; 1 invalid query or failed job (the destination is unchanged); 2 usage error.
+Exit codes: 0 ok; 1 invalid query or failed job (the destination is unchanged); 2 usage error;
+128 + N when stopped by signal N (SIGTERM: 143) before the swap (the destination is unchanged).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import re
 import sys
-import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .config import ROOT_ENV, ConfigError, ModelConfig, model_root_from_env
-from .spark_plan import Column, JobPlan, PlanError, TableInfo, check_destination, plan_job
-from .spark_scan import FileScan, plan_scan, run_scan
-from .spark_score import PASSTHROUGH_PREFIX, score_batches, warm_up, write_parquet
+from .spark_debris import BusyError
+from .spark_dest import (
+    PartitionSpec,
+    TableInfo,
+    check_destination,
+    describe_partition,
+    parse_partition,
+)
+from .spark_output import WarmUp, analyse, job_output
+from .spark_plan import PlanError
 from .spark_session import (
     DEFAULT_WAREHOUSE,
     Progress,
-    batch_rows,
+    WarehouseBusy,
+    WarehouseLock,
     elapsed,
-    large_var_types,
+    job_log,
+    master_of,
+    owns_catalog,
     start_session,
     warn,
 )
-from .spark_table import Output, TableName, WriteError, describe_table, write_atomically
-from .spark_tensor import score_tensor_batches
+from .spark_stop import JobStopped, Stopper
+from .spark_swap import Output, Target, WriteError, write_atomically
+from .spark_table import TableName, describe_table, sql_string
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -63,8 +74,28 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse exits by itself; we return EXIT_USAGE
+    def error(self, message: str) -> None:  # type: ignore[override]  # exit 2 is ours to return
         raise _UsageError(f"{self.prog}: {message}")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One batch job, as the command line describes it."""
+
+    config: ModelConfig
+    root: Path
+    query: str
+    table: TableName
+    partition: PartitionSpec
+    mode: str
+    warehouse: Path
+    master: str | None
+
+    @property
+    def destination(self) -> str:
+        if not self.partition:
+            return str(self.table)
+        return f"{self.table} partition {describe_partition(self.partition)}"
 
 
 def main(argv: Sequence[str], *, config_path: Path | str) -> int:
@@ -72,25 +103,31 @@ def main(argv: Sequence[str], *, config_path: Path | str) -> int:
 
     Args:
         argv: ``--query SQL | --query-file F``, ``--output-table DB.TABLE``, and optionally
-            ``--mode overwrite|append``, ``--warehouse DIR``, ``--master URL``.
+            ``--partition KEY=VALUE`` (repeatable), ``--mode overwrite|append``,
+            ``--warehouse DIR``, ``--master URL``.
         config_path: the generated ``model.json``.
 
     Returns:
-        The exit code: 0 ok, 1 invalid query or failed job, 2 usage error.
+        The exit code: 0 ok, 1 invalid query or failed job, 2 usage error, 128 + N when
+        stopped by signal N.
     """
     try:
         args = _parser().parse_args(list(argv))
-        dest = _table_name(args.output_table)
-        query = _query(args)
         config = ModelConfig.load(config_path)
-        root = Path(args.model_root) if args.model_root else model_root_from_env()
+        job = _Job(config=config,
+                   root=Path(args.model_root) if args.model_root else model_root_from_env(),
+                   query=_query(args), table=_table_name(args.output_table),
+                   partition=_partition(args.partition or ()),
+                   mode=args.mode or config.batch.write_mode, warehouse=args.warehouse,
+                   master=args.master)
     except _UsageError as exc:
         sys.stderr.write(f"{exc}\n")
         return EXIT_USAGE
     except ConfigError as exc:
         warn(f"error: {exc}")
         return EXIT_USAGE
-    return _run(args, config, root, query, dest)
+    with Stopper() as stopper:
+        return _locked(job, stopper)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,10 +136,12 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--query", help="Spark SQL query whose rows are scored")
     source.add_argument("--query-file", type=Path, help="file holding the query")
     p.add_argument("--output-table", required=True, metavar="DB.TABLE")
+    p.add_argument("--partition", action="append", metavar="KEY=VALUE",
+                   help="write this static partition of the table (repeatable)")
     p.add_argument("--mode", choices=("overwrite", "append"),
                    help="overwrite (default: the spec's batch.write_mode) or append")
     p.add_argument("--warehouse", type=Path, default=Path(DEFAULT_WAREHOUSE),
-                   help=f"local warehouse and metastore folder (default: ./{DEFAULT_WAREHOUSE})")
+                   help=f"warehouse and metastore folder (default: ./{DEFAULT_WAREHOUSE})")
     p.add_argument("--master", help="Spark master (default: local[*], or spark-submit's)")
     p.add_argument("--model-root", help=f"the spec's folder (default: ${ROOT_ENV})")
     return p
@@ -114,6 +153,13 @@ def _table_name(text: str) -> TableName:
         raise _UsageError(f"--output-table {text!r}: expected DB.TABLE or TABLE, letters,"
                           " digits and underscores")
     return TableName.parse(text)
+
+
+def _partition(items: Sequence[str]) -> PartitionSpec:
+    try:
+        return parse_partition(items)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _query(args: argparse.Namespace) -> str:
@@ -130,179 +176,144 @@ def _query(args: argparse.Namespace) -> str:
     return text
 
 
-def _run(args: argparse.Namespace, config: ModelConfig, root: Path, query: str,
-         dest: TableName) -> int:
-    mode = args.mode or config.batch.write_mode
-    started = time.perf_counter()
-    warn(f"starting Spark ({args.master or 'local[*]'})")
-    spark, stop = start_session(app=f"pymlc-batch-{config.name}", master=args.master,
-                                warehouse=args.warehouse,
-                                rows_per_batch=config.batch.rows_per_batch)
-    warn(f"Spark ready in {elapsed(started):.1f} s")
-    started = time.perf_counter()
-    # Workers start and load the model while the driver checks the query and the metastore.
-    warm = _WarmUp(spark, config, root)
-    try:
+def _locked(job: _Job, stopper: Stopper) -> int:
+    """The job, holding its warehouse when it owns one (Derby admits one process)."""
+    from pyspark.sql import SparkSession
+
+    owner = owns_catalog() and SparkSession.getActiveSession() is None
+    lock = None
+    if owner:
         try:
-            source, plan, existing = _analyse(spark, config, query, dest)
-        except PlanError as exc:
-            _report_plan(exc, dest)
+            lock = WarehouseLock(job.warehouse, job.destination)
+        except WarehouseBusy as exc:
+            warn(f"error: {exc}")
             return EXIT_FAILED
-        except Exception as exc:  # Spark's AnalysisException, ParseException, ...
-            warn(f"error: the query cannot be analysed: {_short(exc)}")
-            return EXIT_FAILED
-        return _score(spark, config, root, source, plan, dest, existing, mode, started)
+    log = job_log(job.warehouse.resolve() if owner else None)
+    try:
+        return _with_session(job, stopper, log, owner=owner)
     finally:
-        warm.stop()
+        if lock is not None:
+            lock.release()
+
+
+def _with_session(job: _Job, stopper: Stopper, log: Path, *, owner: bool) -> int:
+    started = time.perf_counter()
+    warn(_starting(job, owner))
+    try:
+        spark, stop = start_session(app=f"pymlc-batch-{job.config.name}", master=job.master,
+                                    warehouse=job.warehouse, log=log,
+                                    rows_per_batch=job.config.batch.rows_per_batch)
+    except Exception as exc:
+        return _failed(f"Spark did not start: {_short(exc)}", exc, log, job)
+    try:
+        stopper.on_stop(spark.interruptAll)
+        warn(f"Spark ready on {master_of(spark)} in {elapsed(started):.1f} s; log: {log}")
+        return _run(spark, job, stopper, log, owner=owner)
+    except JobStopped as exc:
+        return _stopped(exc, job)
+    finally:
         if stop:
             spark.stop()  # releases the Derby metastore folder for the next job
 
 
-class _WarmUp:
-    """A background job of one tiny task per core that loads the model into Python workers."""
+def _starting(job: _Job, owner: bool) -> str:
+    if not owns_catalog():
+        return "starting Spark (spark-submit's session)"
+    if not owner:
+        return "joining the running Spark session"
+    return f"starting Spark ({job.master or 'local[*]'}, warehouse {job.warehouse})"
 
-    def __init__(self, spark: SparkSession, config: ModelConfig, root: Path) -> None:
-        self._spark = spark
-        self._group = f"pymlc-warm-up-{id(self)}"
-        fn = functools.partial(warm_up, config_path=str(config.path),
-                               model_root=str(root.resolve()))
-        self._thread = threading.Thread(target=self._run, args=(fn,), name="pymlc-warm-up",
-                                        daemon=True)
-        self._thread.start()
 
-    def _run(self, fn: Any) -> None:
+def _run(spark: SparkSession, job: _Job, stopper: Stopper, log: Path, *, owner: bool) -> int:
+    started = time.perf_counter()
+    stopper.check()
+    # Workers start and load the model while the driver checks the query and the metastore.
+    warm = WarmUp(spark, job.config, job.root)
+    try:
         try:
-            context = self._spark.sparkContext
-            context.setJobGroup(self._group, "pymlc: start Python workers", True)
-            cores = context.defaultParallelism
-            self._spark.range(0, cores, 1, cores).mapInArrow(fn, "id BIGINT").collect()
-        except Exception:  # a model that cannot load fails the real job, with its message
-            pass
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._spark.sparkContext.cancelJobGroup(self._group)
-        self._thread.join(timeout=30)
-
-
-def _analyse(spark: SparkSession, config: ModelConfig, query: str,
-             dest: TableName) -> tuple[DataFrame, JobPlan, TableInfo | None]:
-    """The query's (analysed, not yet run) DataFrame, the job plan and the destination."""
-    source = spark.sql(query)  # analysis only: no job runs; the job reuses this plan
-    plan = plan_job(config, [Column.of(f) for f in source.schema.fields])
-    existing = describe_table(spark, dest)
-    check_destination(str(dest), plan, existing)
-    warn(f"query checked: {len(plan.inputs)} inputs, {len(plan.passthrough)} passthrough")
-    return source, plan, existing
+            source, plan = analyse(spark, job.config, job.query)
+            existing = describe_table(spark, job.table)
+            check_destination(str(job.table), plan, existing, job.partition)
+            _check_partition_values(spark, job, existing)
+        except PlanError as exc:
+            _report_plan(exc, job)
+            return EXIT_FAILED
+        except Exception as exc:  # Spark's AnalysisException, ParseException, ...
+            stopper.check()
+            return _failed(f"the query cannot be analysed: {_short(exc)}", exc, log, job)
+        checked = elapsed(started)
+        warn(f"query checked in {checked:.1f} s: {len(plan.inputs)} inputs,"
+             f" {len(plan.passthrough)} passthrough")
+        stopper.check()
+        output = job_output(spark, job.config, job.root, source, plan)
+        target = Target(job.table, existing, job.partition, job.mode)
+        return _write(spark, job, stopper, log, output, target, started, owner=owner)
+    finally:
+        warm.stop()
 
 
-def _report_plan(exc: PlanError, dest: TableName) -> None:
+def _write(spark: SparkSession, job: _Job, stopper: Stopper, log: Path, output: Output,
+           target: Target, started: float, *, owner: bool) -> int:
+    try:
+        with Progress(spark):
+            total = write_atomically(spark, output, target,
+                                     say=warn, stopper=stopper, owner=owner)
+    except (WriteError, BusyError) as exc:
+        return _failed(str(exc), exc, log, job)
+    except JobStopped:
+        raise
+    except Exception as exc:  # the model's error or bad rows, relayed by Spark; any failure
+        stopper.check()  # interrupted because the job was told to stop
+        return _failed(f"the job failed: {_short(exc)}", exc, log, job)
+    seconds = elapsed(started)
+    verb = "appended to" if job.mode == "append" else "written to"
+    warn(f"done: {total} rows {verb} {target} in {seconds:.1f} s"
+         f" ({total / max(seconds, 1e-9):,.0f} rows/s)")
+    if stopper.signum is not None:
+        warn("told to stop while swapping: the swap had begun and was finished")
+    return EXIT_OK
+
+
+def _check_partition_values(spark: SparkSession, job: _Job, existing: TableInfo | None) -> None:
+    """Each partition value must be a value of its column's type (a table created by pymlc has
+    STRING keys; one created otherwise may have DATE or INT keys)."""
+    if existing is None:
+        return
+    types = {c.name.lower(): c.spark_type for c in existing.partitions}
+    problems = []
+    for key, value in job.partition:
+        kind = types.get(key, "string")
+        if kind.lower() != "string" and spark.sql(
+                f"SELECT try_cast('{sql_string(value)}' AS {kind}) IS NULL").collect()[0][0]:
+            problems.append(f"--partition {key}={value}: {job.table}'s partition column {key}"
+                            f" is {kind.upper()}, and {value!r} is not one")
+    if problems:
+        raise PlanError(problems)
+
+
+def _report_plan(exc: PlanError, job: _Job) -> None:
     count = len(exc.problems)
     warn(f"error: the query does not fit the spec ({count} problem{'s' * (count != 1)});"
-         f" nothing was written to {dest}")
+         f" nothing was written to {job.destination}")
     for problem in exc.problems:
         sys.stderr.write(f"  - {problem}\n")
 
 
-def _score(spark: SparkSession, config: ModelConfig, root: Path, source: DataFrame,
-           plan: JobPlan, dest: TableName, existing: TableInfo | None, mode: str,
-           started: float) -> int:
-    rows = spark.sparkContext.accumulator(0)  # progress only: tasks may be retried
-    output = _output(spark, config, root, source, plan, rows)
-    try:
-        with Progress(spark, lambda: int(rows.value)):
-            total = write_atomically(spark, output, dest, existing=existing, mode=mode,
-                                     say=warn)
-    except WriteError as exc:
-        warn(f"error: {exc}")
-        return EXIT_FAILED
-    except Exception as exc:  # the model's error, relayed by Spark, or any Spark failure
-        warn(f"error: the job failed: {_short(exc)}")
-        warn(f"{dest} was left as it was")
-        return EXIT_FAILED
-    seconds = elapsed(started)
-    warn(f"done: {total} rows {'appended to' if mode == 'append' else 'written to'} {dest}"
-         f" in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} rows/s)")
-    return EXIT_OK
+def _failed(message: str, exc: BaseException, log: Path, job: _Job) -> int:
+    """One line for the user; the whole story (Python, py4j and JVM traces) in the log."""
+    import traceback
+
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"\n=== pymlc batch: {message}\n")
+        out.write("".join(traceback.format_exception(exc)))
+    warn(f"error: {message}")
+    warn(f"{job.destination} was left as it was; the traces are in {log}")
+    return EXIT_FAILED
 
 
-def _count(observation: Any) -> int:
-    return int(observation.get["rows"])
-
-
-def _output(spark: SparkSession, config: ModelConfig, root: Path, source: DataFrame,
-            plan: JobPlan, rows: Any) -> Output:
-    """The job's output, not computed yet: the query's inputs cast, scored by the model."""
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    schema = T.StructType([T.StructField(c.name, _parse_type(c.spark_type), True)
-                           for c in plan.output])
-    arrow_schema = to_arrow_schema(
-        schema, timezone=spark.conf.get("spark.sql.session.timeZone"),
-        prefers_large_types=large_var_types(spark))
-    common: dict[str, Any] = {
-        "config_path": str(config.path), "model_root": str(root.resolve()),
-        "inputs": tuple(f.name for _, f, _ in plan.inputs),
-        "passthrough": tuple(name for _, name in plan.passthrough),
-        "schema": arrow_schema, "rows": rows}
-    if config.kind == "tensor":
-        score = functools.partial(score_tensor_batches, **common)
-    else:
-        score = functools.partial(score_batches, **common,
-                                  nullable=tuple(f.nullable for f in config.outputs))
-    given, written = Observation(), Observation()
-    one = F.count(F.lit(1)).alias("rows")
-
-    @functools.cache
-    def queried() -> DataFrame:
-        """The query's columns as the workers take them, when Spark reads the query."""
-        # Safe casts (narrower types of the same family) happen here, in Spark.
-        selected = [F.col(_quoted(column)).cast(spark_type).alias(field.name)
-                    for column, field, spark_type in plan.inputs]
-        selected += [F.col(_quoted(column)).alias(PASSTHROUGH_PREFIX + name)
-                     for column, name in plan.passthrough]
-        # Both counts are taken by the write job itself: no second pass over the data.
-        return _spread(spark, source.select(*selected)).observe(given, one)
-
-    def files(folder: Path, options: dict[str, Any]) -> tuple[int, int]:
-        scan = plan_scan(spark, source, plan, batch_rows(spark))
-        if isinstance(scan, FileScan):
-            warn(f"the Python workers read the query's {_plural(scan.files, 'Parquet file')}"
-                 f" themselves ({scan.rows} rows, {_plural(len(scan.tasks), 'task')})")
-            return scan.rows, run_scan(spark, scan, score, folder, options)
-        warn(f"Spark reads the query for the Python workers: {scan}")
-        fn = functools.partial(write_parquet, score=score, folder=str(folder), options=options)
-        rows = sum(int(r["rows"]) for r in queried().mapInArrow(fn, "rows BIGINT").collect())
-        return _count(given), rows
-
-    return Output(schema=schema,
-                  frame=lambda: queried().mapInArrow(score, schema).observe(written, one),
-                  counts=lambda: (_count(given), _count(written)), files=files)
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'s' * (count != 1)}"
-
-
-def _spread(spark: SparkSession, frame: DataFrame) -> DataFrame:
-    """``frame`` over at least one partition per core, so that every core runs the model."""
-    cores = spark.sparkContext.defaultParallelism
-    if frame.rdd.getNumPartitions() < cores:  # planning only, no job
-        return frame.repartition(cores)
-    return frame
-
-
-def _parse_type(spark_type: str) -> Any:
-    from pyspark.sql.types import _parse_datatype_string
-
-    return _parse_datatype_string(spark_type)
-
-
-def _quoted(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
+def _stopped(exc: JobStopped, job: _Job) -> int:
+    warn(f"{exc} before the swap: {job.destination} was left as it was")
+    return 128 + exc.signum
 
 
 def _short(exc: BaseException) -> str:
@@ -311,7 +322,8 @@ def _short(exc: BaseException) -> str:
     found = _PYTHON_ERROR.findall(text)
     if found:
         kind, message = found[-1]
+        if kind == "BadRowsError":
+            return f"bad rows: {message.strip()}"
         return f"{kind}: {message.strip()}"
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return first[:2000]
-

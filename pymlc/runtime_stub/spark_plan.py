@@ -1,8 +1,8 @@
-"""The batch job's plan, checked before any work: the query's columns against the spec's inputs,
-the passthrough columns, and the destination table against the job's output.
+"""The batch job's plan, checked before any work: the query's columns against the spec's inputs
+and passthrough columns (the destination is ``spark_dest``'s).
 
-Pure functions over plain column descriptions (name, Spark SQL type name, nullable), so they
-need no Spark to run or to test; ``spark_driver`` feeds them from ``spark.sql(q).schema``.
+Pure functions over plain column descriptions (name, Spark SQL type name), so they need no
+Spark to run or to test; ``spark_output.analyse`` feeds them from ``DESCRIBE QUERY``.
 
 Tensor models: each query row is one sample. A tensor input of shape ``[-1, d1, ..., dk]`` is a
 column of ``k`` nested Spark arrays whose innermost element type is the type table's ``spark``
@@ -14,10 +14,18 @@ Nullability: Spark marks most query columns nullable (every Parquet column, ever
 most expressions) even when no value is null, so a nullable query column for a non-nullable
 input is *not* an error here. If a null does arrive, the runtime's input check (the same one the
 server runs) fails the job, naming the column, and the destination table is left unchanged.
+
+Timestamps: a ``timestamp`` input takes Spark's ``TIMESTAMP`` and also ``TIMESTAMP_NTZ``, the
+type Spark gives naive timestamps (pandas' default when writing Parquet): a naive value is read
+in the session time zone, UTC, as the server reads a naive value. Nanosecond timestamps
+(``TIMESTAMP_NTZ(9)``/``TIMESTAMP_LTZ(9)``, pandas' default unit) are cast to microseconds,
+Spark's and the spec's unit; a value with digits below the microsecond fails the job naming its
+rows (the server refuses it too), so no digit is ever dropped silently.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +37,6 @@ __all__ = [
     "Column",
     "JobPlan",
     "PlanError",
-    "TableInfo",
-    "check_destination",
     "plan_job",
     "spark_type_to_spec",
     "tensor_spark_type",
@@ -39,8 +45,14 @@ __all__ = [
 # Spark SQL type name (lower case, as ``DataType.simpleString()`` prints it) -> spec type,
 # derived from the one type table's ``spark`` column.
 _SPARK_TO_SPEC: dict[str, str] = {row.spark.lower(): row.name for row in COLUMN_TYPES.values()}
-# File formats whose tables pymlc can swap atomically by pointing the table at a new folder.
-SWAPPABLE_FORMATS = frozenset({"parquet", "orc"})
+# Spark types that hold a spec type's values under another name, and the Spark type they are
+# cast to: naive timestamps are read in the session time zone (UTC, as the server reads them);
+# CHAR/VARCHAR columns of a table are strings.
+_READ_AS = {"timestamp_ntz": "timestamp", "char": "string", "varchar": "string"}
+# ``TIMESTAMP_NTZ(9)``, ``TIMESTAMP_LTZ(7)``: timestamps with digits below the microsecond.
+_FINE_TIMESTAMP = re.compile(r"timestamp_(ntz|ltz)\((\d+)\)")
+# The microsecond types such a column is cast to, by its kind.
+_MICROS = {"ntz": "timestamp_ntz", "ltz": "timestamp"}
 
 
 class PlanError(Exception):
@@ -53,7 +65,7 @@ class PlanError(Exception):
 
 @dataclass(frozen=True)
 class Column:
-    """One column as Spark describes it: name, ``simpleString()`` type name, nullability."""
+    """One column as Spark describes it: name, type name (``simpleString()``), nullability."""
 
     name: str
     spark_type: str
@@ -66,34 +78,51 @@ class Column:
 
 
 @dataclass(frozen=True)
-class TableInfo:
-    """What the driver learned about an existing destination table."""
-
-    columns: tuple[Column, ...]
-    provider: str
-    kind: str
-    partitioned: bool
-    location: str = ""
-
-
-@dataclass(frozen=True)
 class JobPlan:
     """What the job selects from the query and what it writes.
 
     Attributes:
         inputs: ``(query column, spec input, Spark type to cast to)`` in spec order.
-        passthrough: ``(query column, output name)``, copied beside the predictions.
+        passthrough: ``(query column, output name, Spark type to cast to or "")``, copied
+            beside the predictions (cast only to microsecond timestamps, or CHAR/VARCHAR
+            to STRING).
         output: the written columns: passthrough first, then the spec's outputs.
+        micros: ``(query column, name, query type)`` of the timestamps finer than microseconds
+            among the inputs and passthrough columns: each value must be whole microseconds.
     """
 
     inputs: tuple[tuple[str, FieldConfig, str], ...]
-    passthrough: tuple[tuple[str, str], ...]
+    passthrough: tuple[tuple[str, str, str], ...]
     output: tuple[Column, ...]
+    micros: tuple[tuple[str, str, str], ...] = ()
 
 
 def spark_type_to_spec(spark_type: str) -> str | None:
-    """The spec column type of a Spark SQL type name (``"int"`` -> ``"int32"``), if any."""
-    return _SPARK_TO_SPEC.get(spark_type.lower())
+    """The spec column type of a Spark SQL type name (``"int"`` -> ``"int32"``), if any.
+
+    Besides the type table's own Spark types: ``timestamp_ntz`` (naive, read as UTC) and
+    nanosecond timestamps are ``timestamp``; ``char(n)`` and ``varchar(n)`` are ``string``.
+    """
+    name = spark_type.lower().strip()
+    found = _SPARK_TO_SPEC.get(name)
+    if found is None and _FINE_TIMESTAMP.fullmatch(name):
+        found = "timestamp"
+    return found or _READ_AS.get(name.partition("(")[0])
+
+
+def _stored_type(spark_type: str) -> str:
+    """The type a passthrough column is written as: its own, but microseconds for a finer
+    timestamp (Spark's unit) and STRING for CHAR/VARCHAR (as Spark's DataFrames hold them)."""
+    name = spark_type.lower().strip()
+    fine = _FINE_TIMESTAMP.fullmatch(name)
+    if fine is not None:
+        return _MICROS[fine.group(1)] if _finer_than_micros(name) else spark_type
+    return "string" if name.partition("(")[0] in ("char", "varchar") else spark_type
+
+
+def _finer_than_micros(spark_type: str) -> bool:
+    fine = _FINE_TIMESTAMP.fullmatch(spark_type.lower().strip())
+    return fine is not None and int(fine.group(2)) > 6
 
 
 def tensor_spark_type(field: FieldConfig) -> str:
@@ -128,7 +157,7 @@ def plan_job(config: ModelConfig, query: Sequence[Column]) -> JobPlan:
     tensor = config.kind == "tensor"
     if tensor:
         _check_batch_dimension(config, problems)
-    inputs = []
+    inputs, micros = [], []
     for field in config.inputs:
         column = _find(by_name, field.name, f"input {field.name!r} ({_shown(field)})", problems)
         if column is None:
@@ -137,6 +166,8 @@ def plan_job(config: ModelConfig, query: Sequence[Column]) -> JobPlan:
             inputs.append((column.name, field, tensor_spark_type(field)))
         elif not tensor and _check_type(column, field, problems):
             inputs.append((column.name, field, COLUMN_TYPES[field.type].spark))
+            if _finer_than_micros(column.spark_type):
+                micros.append((column.name, field.name, column.spark_type))
     passthrough = []
     outputs = {f.name.lower() for f in config.outputs}
     for name in config.batch.passthrough:
@@ -145,10 +176,14 @@ def plan_job(config: ModelConfig, query: Sequence[Column]) -> JobPlan:
             problems.append(f"passthrough column {name!r} has the name of a model output;"
                             " rename the output or drop it from batch.passthrough")
         elif column is not None:
-            passthrough.append((column.name, name))
+            stored = _stored_type(column.spark_type)
+            passthrough.append((column.name, name, "" if stored == column.spark_type else stored))
+            if _finer_than_micros(column.spark_type):
+                micros.append((column.name, name, column.spark_type))
     if problems:
         raise PlanError(problems)
-    return JobPlan(tuple(inputs), tuple(passthrough), _output(config, query, passthrough))
+    return JobPlan(tuple(inputs), tuple(passthrough), _output(config, query, passthrough),
+                   tuple(micros))
 
 
 def _find(by_name: dict[str, list[Column]], name: str, what: str,
@@ -237,47 +272,14 @@ def _check_type(column: Column, field: FieldConfig, problems: list[str]) -> bool
 
 
 def _output(config: ModelConfig, query: Sequence[Column],
-            passthrough: Sequence[tuple[str, str]]) -> tuple[Column, ...]:
+            passthrough: Sequence[tuple[str, str, str]]) -> tuple[Column, ...]:
     types = {c.name: c.spark_type for c in query}
-    columns = [Column(name, types[source]) for source, name in passthrough]
+    columns = [Column(name, cast or types[source]) for source, name, cast in passthrough]
     if config.kind == "tensor":
         columns += [Column(f.name, tensor_spark_type(f).lower()) for f in config.outputs]
     else:
         columns += [Column(f.name, COLUMN_TYPES[f.type].spark.lower()) for f in config.outputs]
     return tuple(columns)
-
-
-def check_destination(table: str, plan: JobPlan, existing: TableInfo | None) -> None:
-    """Check that an existing destination can take the job's output.
-
-    It must be a table (not a view) of a swappable file format, unpartitioned, with exactly the
-    output's column names and types in order (nullability aside: file tables are all nullable).
-
-    Raises:
-        PlanError: every reason the table cannot be written, at once.
-    """
-    if existing is None:
-        return
-    problems = []
-    if existing.kind.upper() == "VIEW":
-        problems.append(f"{table} is a view; pymlc writes tables")
-    if existing.provider.lower() not in SWAPPABLE_FORMATS:
-        problems.append(f"{table} is stored as {existing.provider!r}; pymlc replaces tables"
-                        f" atomically only in {' or '.join(sorted(SWAPPABLE_FORMATS))}:"
-                        " drop it or choose another --output-table")
-    if existing.partitioned:
-        problems.append(f"{table} is partitioned; pymlc writes unpartitioned tables")
-    want = [(c.name.lower(), c.spark_type.lower()) for c in plan.output]
-    have = [(c.name.lower(), c.spark_type.lower()) for c in existing.columns]
-    if want != have:
-        problems.append(f"{table} has columns ({_describe(have)}) but the job writes"
-                        f" ({_describe(want)}); drop the table or choose another --output-table")
-    if problems:
-        raise PlanError(problems)
-
-
-def _describe(columns: Sequence[tuple[str, str]]) -> str:
-    return ", ".join(f"{name} {kind.upper()}" for name, kind in columns)
 
 
 def _quote(name: str) -> str:

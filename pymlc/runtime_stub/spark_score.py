@@ -12,30 +12,27 @@ null into float64 (and a boolean one into objects), so the dtype the model would
 on whether a batch happened to contain a null, and int64 values above 2**53 lost precision.
 Here nullable integers and booleans become pandas' masked arrays (the spec's ``pandas_nullable``
 dtypes), every other type converts as pandas does, and passthrough columns are copied as Arrow
-arrays, untouched.
+arrays, untouched. It costs nothing: on 1M fare rows in a warm local session, ``mapInArrow``
+took 0.77 s and ``mapInPandas`` 0.78 s (a 100-tree model: 2.71 s and 2.75 s).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
+from .checks import InputError
 from .config import ModelConfig
 from .predict import Predictor
+from .spark_rows import MICROS_PREFIX, PASSTHROUGH_PREFIX, bad_rows, check_micros
 from .types import COLUMN_TYPES
 
-__all__ = ["PASSTHROUGH_PREFIX", "arrow_type", "predictor", "score_batches", "to_columns",
-           "to_frame", "warm_up", "write_parquet"]
-
-# Passthrough columns travel to the worker under these aliases, so that a passthrough column
-# may share its name with an input (which is cast to the spec's type) and keep the query's type.
-PASSTHROUGH_PREFIX = "__pyml_passthrough_"
+__all__ = ["MICROS_PREFIX", "PASSTHROUGH_PREFIX", "arrow_type", "predictor", "score_batches",
+           "to_columns", "to_frame", "warm_up"]
 
 _PREDICTORS: dict[tuple[str, str], Predictor] = {}
 
@@ -127,12 +124,15 @@ def warm_up(batches: Iterator[pa.RecordBatch], *, config_path: str,
 
 def score_batches(batches: Iterator[pa.RecordBatch], *, config_path: str, model_root: str,
                   inputs: tuple[str, ...], passthrough: tuple[str, ...], schema: pa.Schema,
-                  nullable: tuple[bool, ...], rows: Any = None) -> Iterator[pa.RecordBatch]:
+                  nullable: tuple[bool, ...], micros: tuple[str, ...] = ()
+                  ) -> Iterator[pa.RecordBatch]:
     """Score each Arrow batch of one partition: passthrough columns, then the predictions.
 
     Args:
-        batches: record batches holding the inputs (already cast to the spec's types) and the
-            passthrough columns (named ``PASSTHROUGH_PREFIX + output name``).
+        batches: record batches holding the inputs (already cast to the spec's types), the
+            passthrough columns (named ``PASSTHROUGH_PREFIX + output name``) and, for each
+            nanosecond timestamp of the query, whether its value is whole microseconds
+            (``MICROS_PREFIX + index``).
         config_path: the generated ``model.json``.
         model_root: the spec's folder.
         inputs: the spec's input names, in spec order.
@@ -140,25 +140,31 @@ def score_batches(batches: Iterator[pa.RecordBatch], *, config_path: str, model_
         schema: the Arrow schema of the output: passthrough columns, then the spec's outputs.
         nullable: for each spec output, whether it is nullable (a NaN in a nullable float
             output is a null; in a non-nullable one it stays NaN).
-        rows: an optional Spark accumulator counting the rows scored.
+        micros: the names of the nanosecond timestamps checked (``MICROS_PREFIX + index``).
 
     Yields:
         One record batch per input batch, with the same number of rows.
 
     Raises:
-        InputError: a batch breaks the spec's input contract (e.g. a null in a non-nullable
-            column); Spark fails the job with it.
+        BadRowsError: a batch breaks the spec's input contract (e.g. a null in a non-nullable
+            column): the message names the column and the rows; Spark fails the job with it.
         OutputError: the model's output breaks the spec's output contract.
     """
     model = predictor(config_path, model_root)
     outputs = schema.names[len(passthrough):]
+    offset = 0
     for batch in batches:
-        predictions = model.predict_columns(to_columns(batch, inputs))
+        check_micros(batch, micros, passthrough, offset)
+        columns = to_columns(batch, inputs)
+        try:
+            predictions = model.predict_columns(columns)
+        except InputError as exc:
+            raise bad_rows(exc, batch, passthrough, offset,
+                           locate=lambda: _locate(model, columns, batch.num_rows)) from None
         arrays = [batch.column(PASSTHROUGH_PREFIX + name) for name in passthrough]
         arrays += [_to_arrow(predictions[name], schema.field(name).type, null_nan)
                    for name, null_nan in zip(outputs, nullable, strict=True)]
-        if rows is not None:
-            rows.add(batch.num_rows)
+        offset += batch.num_rows
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -167,50 +173,34 @@ def _to_arrow(values: pd.Series, arrow_type: pa.DataType, null_nan: bool) -> pa.
     return array if array.type == arrow_type else array.cast(arrow_type)
 
 
-def write_parquet(batches: Iterator[pa.RecordBatch], *,
-                  score: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
-                  folder: str, options: dict[str, Any]) -> Iterator[pa.RecordBatch]:
-    """Score one partition and write its rows as one Parquet file; yield how many there were.
+def _locate(model: Predictor, columns: dict[str, pd.Series], rows: int,
+            limit: int = 10) -> tuple[int, ...]:
+    """The first rows of a batch that the input checks refuse, found by checking halves.
 
-    Used in local mode, where the workers share the driver's file system: the staging table's
-    files are written here by pyarrow, so Spark's JVM neither reads the scored rows back from
-    Arrow nor encodes them as Parquet.
-
-    The file is written under a hidden name (Spark's readers skip names starting with ``.``)
-    and renamed to ``part-<partition>.parquet`` once complete, so a partition scored twice (a
-    retried task) leaves one file, and a failed task none. A partition without rows writes
-    no file.
-
-    Args:
-        batches: the partition's record batches, as ``score`` takes them.
-        score: the scoring function (``score_batches`` or ``score_tensor_batches``, bound).
-        folder: the local folder of the staging table.
-        options: ``pyarrow.parquet.ParquetWriter`` options that write the file as Spark's
-            writer would (codec, timestamp encoding).
-
-    Yields:
-        One batch of one row: ``rows``, the rows written.
+    For an ``InputError`` that does not name its rows: the same checks, on ever smaller
+    slices of the batch (a row fails alone if it fails at all, except for problems of the
+    batch as a whole, which name no row).
     """
-    import pyarrow.parquet as pq
-    from pyspark import TaskContext
+    from .checks import conform_columns
 
-    context = TaskContext.get()
-    final = Path(folder) / f"part-{context.partitionId() if context else 0:05d}.parquet"
-    temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}")
-    rows, writer = 0, None
-    try:
-        for scored in score(batches):
-            if writer is None:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                writer = pq.ParquetWriter(temp, scored.schema, **options)
-            writer.write_batch(scored)
-            rows += scored.num_rows
-        if writer is not None:
-            writer.close()
-            writer = None
-            os.replace(temp, final)
-    finally:
-        if writer is not None:
-            writer.close()
-        temp.unlink(missing_ok=True)
-    yield pa.RecordBatch.from_arrays([pa.array([rows], pa.int64())], names=["rows"])
+    def fails(start: int, stop: int) -> bool:
+        part = {name: values.iloc[start:stop].reset_index(drop=True)
+                for name, values in columns.items()}
+        try:
+            conform_columns(part, model.input_columns)
+        except InputError:
+            return True
+        return False
+
+    found: list[int] = []
+    pending = [(0, rows)]
+    while pending and len(found) < limit:
+        start, stop = pending.pop()
+        if stop <= start or not fails(start, stop):
+            continue
+        if stop - start == 1:
+            found.append(start)
+        else:
+            middle = (start + stop) // 2
+            pending += [(middle, stop), (start, middle)]  # the lower half first
+    return tuple(found)

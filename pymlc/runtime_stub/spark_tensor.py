@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .checks import InputError, OutputError
-from .spark_score import PASSTHROUGH_PREFIX, predictor
+from .spark_rows import PASSTHROUGH_PREFIX, bad_rows, check_micros
+from .spark_score import predictor
 
 __all__ = ["from_tensor", "score_tensor_batches", "to_tensor"]
 
@@ -42,26 +43,36 @@ def to_tensor(column: pa.Array, name: str, shape: tuple[int, ...]) -> np.ndarray
     """
     dims = [len(column)]
     values: pa.Array = column
+    rows = np.arange(len(column))  # the sample each value of the current level belongs to
     for level, want in enumerate(shape[1:], start=1):
-        _refuse_nulls(values, name, "array" if level > 1 else "sample")
+        _refuse_nulls(values, rows, name, "array" if level > 1 else "sample")
         lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
         size = int(lengths[0]) if len(lengths) else max(want, 0)
         expected = size if want == -1 else want
         wrong = lengths != expected
         if wrong.any():
-            raise InputError([_size_problem(name, shape, level, lengths[wrong], expected, want,
-                                            int(wrong.sum()))])
+            raise _error(_size_problem(name, shape, level, lengths[wrong], expected, want,
+                                       int(wrong.sum())), name, rows[wrong])
         dims.append(expected)
+        rows = rows[pc.list_parent_indices(values).to_numpy()]
         values = values.flatten()
-    _refuse_nulls(values, name, "element")
+    _refuse_nulls(values, rows, name, "element")
     data: np.ndarray[Any, Any] = values.to_numpy(zero_copy_only=False)
     return data.reshape(dims)
 
 
-def _refuse_nulls(values: pa.Array, name: str, what: str) -> None:
+def _refuse_nulls(values: pa.Array, rows: np.ndarray[Any, Any], name: str, what: str) -> None:
     if values.null_count:
-        raise InputError([f"{name}: {values.null_count} null {what}(s); a tensor holds no"
-                          " nulls (filter or COALESCE them in the query)"])
+        nulls = values.is_null().to_numpy(zero_copy_only=False)
+        raise _error(f"{name}: {values.null_count} null {what}(s); a tensor holds no nulls"
+                     " (filter or COALESCE them in the query)", name, rows[nulls])
+
+
+def _error(problem: str, name: str, rows: np.ndarray[Any, Any]) -> InputError:
+    """An ``InputError`` that names its rows (``rows``: tensor -> sample positions)."""
+    error = InputError([problem])
+    error.rows = {name: tuple(int(r) for r in dict.fromkeys(rows.tolist()))}  # type: ignore[attr-defined]
+    return error
 
 
 def _size_problem(name: str, shape: tuple[int, ...], level: int, found: Any, expected: int,
@@ -105,43 +116,48 @@ def from_tensor(values: np.ndarray[Any, Any], arrow_type: pa.DataType) -> pa.Arr
 def score_tensor_batches(batches: Iterator[pa.RecordBatch], *, config_path: str,
                          model_root: str, inputs: tuple[str, ...],
                          passthrough: tuple[str, ...], schema: pa.Schema,
-                         rows: Any = None) -> Iterator[pa.RecordBatch]:
+                         micros: tuple[str, ...] = ()) -> Iterator[pa.RecordBatch]:
     """Score each Arrow batch of one partition with a tensor model.
 
     Args:
         batches: record batches holding one sample per row: the inputs as nested arrays (cast
-            to the type table's Spark element types) and the passthrough columns (named
-            ``PASSTHROUGH_PREFIX + output name``).
+            to the type table's Spark element types), the passthrough columns (named
+            ``PASSTHROUGH_PREFIX + output name``) and the checks of nanosecond timestamps
+            among them (as for ``spark_score.score_batches``).
         config_path: the generated ``model.json``.
         model_root: the spec's folder.
         inputs: the spec's input names, in spec order.
         passthrough: the passthrough columns' output names.
         schema: the Arrow schema of the output: passthrough columns, then the spec's outputs.
-        rows: an optional Spark accumulator counting the rows scored.
+        micros: the names of the nanosecond timestamps checked.
 
     Yields:
         One record batch per input batch, one row per sample.
 
     Raises:
-        InputError: a sample breaks the spec (nulls, sizes, dtypes); Spark fails the job.
+        BadRowsError: a sample breaks the spec (nulls, sizes, dtypes), naming its rows.
         OutputError: the model's outputs break the spec, or do not have one entry per sample.
     """
     model = predictor(config_path, model_root)
     shapes = {spec.name: spec.shape for spec in model.input_tensors}
     outputs = schema.names[len(passthrough):]
+    offset = 0
     for batch in batches:
+        check_micros(batch, micros, passthrough, offset)
         count = batch.num_rows
         arrays = [batch.column(PASSTHROUGH_PREFIX + name) for name in passthrough]
         if count:
-            tensors = {name: to_tensor(batch.column(name), name, shapes[name])
-                       for name in inputs}
-            predicted = model.predict_tensors(tensors)
+            try:
+                tensors = {name: to_tensor(batch.column(name), name, shapes[name])
+                           for name in inputs}
+                predicted = model.predict_tensors(tensors)
+            except InputError as exc:
+                raise bad_rows(exc, batch, passthrough, offset) from None
             _check_rows(predicted, count)
             arrays += [from_tensor(predicted[name], schema.field(name).type) for name in outputs]
         else:  # nothing to score: many models reject empty input
             arrays += [pa.array([], type=schema.field(name).type) for name in outputs]
-        if rows is not None:
-            rows.add(count)
+        offset += count
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 

@@ -22,8 +22,8 @@ import pytest
 
 from pymlc.compiler.pipeline import compile_spec
 from pymlc.compiler.write import write_tree
+from pymlc.runtime_stub.spark_debris import STAGING_MARK
 from pymlc.runtime_stub.spark_driver import main
-from pymlc.runtime_stub.spark_table import STAGING_MARK
 
 ROOT = Path(__file__).resolve().parents[2]
 FARE = ROOT / "specs" / "fare-estimator"
@@ -72,9 +72,10 @@ def table_folder(spark: Any, table: str) -> Path:
 
 
 def run_job(config: Path, query: str, table: str, *, root: Path = FARE,
-            mode: str | None = None) -> int:
+            mode: str | None = None, partition: tuple[str, ...] = ()) -> int:
     """Runs the batch driver in-process on the test session; returns its exit code."""
     argv = ["--query", query, "--output-table", table, "--model-root", str(root)]
+    argv += [item for value in partition for item in ("--partition", value)]
     return main(argv + (["--mode", mode] if mode else []), config_path=config)
 
 
@@ -90,10 +91,22 @@ def folders(spark: Any, database: str) -> list[str]:
 
 
 def no_debris(spark: Any, database: str) -> None:
-    """Asserts that no staging table or folder is left in ``database``."""
+    """Asserts that no staging table is left in ``database``, nor any folder that no table or
+    partition uses (data lives in the folder of the staging table it was swapped from)."""
+    from pymlc.runtime_stub.spark_table import TableName, describe_table, partition_location
+
     tables = [t.name for t in spark.catalog.listTables(database)]
     assert not [t for t in tables if STAGING_MARK in t], tables
-    assert not [f for f in folders(spark, database) if STAGING_MARK in f]
+    used = set()
+    for table in tables:
+        name = TableName(database, table)
+        info = describe_table(spark, name)
+        assert info is not None
+        used.add(Path(info.location.removeprefix("file:")).name)
+        for row in spark.sql(f"SHOW PARTITIONS {name.sql}").collect() if info.partitions else ():
+            spec = tuple(tuple(p.split("=", 1)) for p in row[0].split("/"))
+            used.add(Path(str(partition_location(spark, name, spec)).removeprefix("file:")).name)
+    assert [f for f in folders(spark, database) if f not in used] == [], used
 
 
 def _require_java() -> None:
@@ -157,7 +170,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
     warehouse = tmp_path_factory.mktemp("session-warehouse")
     session, _ = start_session(app="pymlc-tests", master="local[2]", warehouse=warehouse,
-                               rows_per_batch=10_000)
+                               rows_per_batch=10_000, log=warehouse / "spark.log")
     yield session
     session.stop()
 

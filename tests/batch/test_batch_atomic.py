@@ -4,7 +4,6 @@ one), with no staging table or folder left behind."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import folders, make_failing_spec, no_debris, run_job, snapshot, table_folder
 
-from pymlc.runtime_stub.spark_table import STAGING_MARK
+from pymlc.runtime_stub.spark_debris import STAGING_MARK
 
 pytestmark = pytest.mark.spark
 
@@ -78,16 +77,23 @@ def test_a_model_failing_half_way_leaves_the_table_unchanged(
     no_debris(spark, "fails")
 
 
-def test_a_null_in_a_non_nullable_input_fails_the_job_and_writes_nothing(
+def test_a_null_in_a_non_nullable_input_fails_the_job_naming_its_rows_in_one_line(
         spark: Any, fare_config: Path, trips_parquet: tuple[Path, Any],
         capsys: pytest.CaptureFixture[str]) -> None:
     parquet, _ = trips_parquet
-    query = (f"SELECT trip_id, trip_distance_km, city, IF(trip_id = 77, NULL, pickup_hour)"
-             f" AS pickup_hour, passengers FROM parquet.`{parquet}` WHERE trip_id < 1000")
+    query = (f"SELECT trip_id, trip_distance_km, city, IF(trip_id IN (77, 912), NULL,"
+             f" pickup_hour) AS pickup_hour, passengers FROM parquet.`{parquet}`"
+             f" WHERE trip_id < 1000")
     capsys.readouterr()
     assert run_job(fare_config, query, "nulls.fares") == 1
     err = capsys.readouterr().err
-    assert "InputError: pickup_hour: 1 null value(s), but the column is not nullable" in err
+    lines = err.splitlines()
+    assert "pymlc batch: error: the job failed: bad rows: pickup_hour: 2 null value(s), but the" \
+        " column is not nullable (rows with trip_id 77, 912)" in lines, err
+    assert "Traceback" not in err and "at org.apache" not in err and "py4j" not in err
+    log = Path(lines[-1].rpartition("the traces are in ")[2])
+    assert "nulls.fares was left as it was" in lines[-1]
+    assert "BadRowsError" in log.read_text(encoding="utf-8")  # the whole story is kept there
     assert not spark.catalog.databaseExists("nulls")  # created for the job, dropped again
 
 
@@ -107,47 +113,62 @@ def test_a_destination_with_other_columns_is_refused_before_any_work(
     assert spark.table("other.fares").collect()[0]["fare"] == 2.5
 
 
-def _age(folder: Path, seconds: float) -> None:
-    old = time.time() - seconds
-    for path in [folder, *folder.rglob("*")]:
-        os.utime(path, (old, old))
+def _staging(spark: Any, name: str, rows: str, **properties: str) -> Path:
+    """A staging table as a job killed with ``kill -9`` leaves it; its folder."""
+    spark.sql(f"CREATE TABLE debris.{name} USING parquet AS {rows}")
+    pairs = ", ".join(f"'{key}' = '{value}'" for key, value in
+                      {"pyml.for": "debris.fares", "pyml.partition": "", **properties}.items())
+    spark.sql(f"ALTER TABLE debris.{name} SET TBLPROPERTIES ({pairs})")
+    return table_folder(spark, f"debris.{name}")
 
 
-def test_the_next_job_removes_stale_debris_of_a_killed_job(
+def test_the_next_job_finishes_or_undoes_what_killed_jobs_left(
         spark: Any, fare_config: Path, trips_parquet: tuple[Path, Any],
         capsys: pytest.CaptureFixture[str]) -> None:
     parquet, _ = trips_parquet
     assert run_job(fare_config, _query(parquet, 100), "debris.fares") == 0
-    base = Path(spark.catalog.getDatabase("debris").locationUri.removeprefix("file:"))
-    # What `kill -9` leaves: a staging table with its folder, a half-written staging folder,
-    # replaced data never deleted; and a staging folder of a job running right now.
-    staging = f"fares{STAGING_MARK}0123456789ab"
-    spark.sql(f"CREATE TABLE debris.{staging} USING parquet AS SELECT 1 AS trip_id, 2.0 AS fare")
-    (base / f"fares{STAGING_MARK}00000000beef" / "_temporary").mkdir(parents=True)
-    (base / "fares__pyml_00000000cafe").mkdir()
-    (base / "fares__pyml_00000000cafe" / "part-0.parquet").write_bytes(b"old")
-    running = base / f"fares{STAGING_MARK}00000000f00d"
-    (running / "_temporary").mkdir(parents=True)
-    # A table renamed away from `fares` keeps using a folder with a data name: never deleted.
-    kept = base / "fares__pyml_0000000000aa"
-    spark.sql(f"CREATE TABLE debris.renamed USING parquet LOCATION '{kept}' AS SELECT 1 AS a")
-    for folder in [base / staging, base / f"fares{STAGING_MARK}00000000beef",
-                   base / "fares__pyml_00000000cafe", kept]:
-        _age(folder, 3600)
+    old = table_folder(spark, "debris.fares")
+    stale = f"{time.time() - 3600:.0f}"
+    # Killed while scoring: its staging table was never swapped in.
+    scoring = _staging(spark, f"fares{STAGING_MARK}00000000beef", "SELECT 1L AS trip_id,"
+                       " 2.0D AS fare", **{"pyml.heartbeat": stale})
+    # Killed right after pointing the table at its staging folder: the swap went through, and
+    # the replaced folder (recorded before the swap) is still to be deleted.
+    swapped = _staging(spark, f"fares{STAGING_MARK}00000000cafe", "SELECT 7L AS trip_id,"
+                       " 8.0D AS fare", **{"pyml.heartbeat": stale, "pyml.replaces": str(old)})
+    spark.sql(f"ALTER TABLE debris.fares SET LOCATION '{swapped.as_uri()}'")
+    spark.sql("REFRESH TABLE debris.fares")
+    # A job writing another table right now.
+    running = _staging(spark, f"other{STAGING_MARK}00000000f00d", "SELECT 1 AS a",
+                       **{"pyml.for": "debris.other", "pyml.heartbeat": f"{time.time():.0f}"})
     capsys.readouterr()
 
-    assert run_job(fare_config, _query(parquet, 50), "debris.fares") == 0
+    assert run_job(fare_config, _query(parquet, 50), "debris.fares", mode="append") == 0
 
     err = capsys.readouterr().err
-    assert f"dropping staging table debris.{staging} left by an earlier job" in err
-    assert err.count("left by an earlier job") == 3, err
-    assert not spark.catalog.tableExists(f"debris.{staging}")
-    names = folders(spark, "debris")
-    assert running.name in names and kept.name in names
-    assert not {staging, f"fares{STAGING_MARK}00000000beef", "fares__pyml_00000000cafe"} \
-        & set(names)
-    assert spark.table("debris.fares").count() == 50
-    assert spark.table("debris.renamed").count() == 1
+    assert err.count("left by a job that died 60 min ago") == 2, err
+    assert spark.table("debris.fares").count() == 51  # the dead job's row, then 50 appended
+    assert not scoring.exists() and not old.exists()
+    assert swapped.exists() and running.exists()
+    assert [t.name for t in spark.catalog.listTables("debris") if STAGING_MARK in t.name] == [
+        running.name]
+
+
+def test_a_live_job_on_the_same_table_is_one_clear_error(
+        spark: Any, fare_config: Path, trips_parquet: tuple[Path, Any],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    parquet, _ = trips_parquet
+    spark.sql("CREATE DATABASE IF NOT EXISTS busy")
+    spark.sql(f"CREATE TABLE busy.fares{STAGING_MARK}00000000babe USING parquet AS SELECT 1 AS a")
+    spark.sql(f"ALTER TABLE busy.fares{STAGING_MARK}00000000babe SET TBLPROPERTIES"
+              f" ('pyml.for' = 'busy.fares', 'pyml.heartbeat' = '{time.time():.0f}')")
+    capsys.readouterr()
+    assert run_job(fare_config, _query(parquet, 10), "busy.fares") == 1
+    err = capsys.readouterr().err
+    assert f"error: another job is writing busy.fares right now (its staging table" \
+        f" busy.fares{STAGING_MARK}00000000babe was alive" in err
+    assert "Traceback" not in err and "at org.apache" not in err
+    assert not spark.catalog.tableExists("busy.fares")
 
 
 def test_a_query_without_rows_writes_an_empty_table(spark: Any, fare_config: Path,

@@ -37,21 +37,24 @@ def test_a_parquet_query_is_scored_into_a_table_like_in_process(
         java: None, fare_model: Path, fare_config: Path, trips_parquet: tuple[Path, pd.DataFrame],
         tmp_path: Path) -> None:
     parquet, frame = trips_parquet
-    work = tmp_path / "work"
+    work, warehouse = tmp_path / "work", tmp_path / "warehouse"
     work.mkdir()
     result = _pymlc([str(fare_model), "--query", f"SELECT * FROM parquet.`{parquet}`",
-                     "--output-table", "scores.fares"], cwd=work)
+                     "--output-table", "scores.fares", "--warehouse", str(warehouse)], cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "query checked: 4 inputs, 1 passthrough" in result.stderr
+    assert "Spark ready on local[*] in" in result.stderr  # the real master
+    assert "query checked in" in result.stderr and "4 inputs, 1 passthrough" in result.stderr
     assert "done: 100000 rows written to scores.fares" in result.stderr
     assert "rows/s" in result.stderr
 
-    # The default warehouse holds the tables, Derby's metastore and its log; nothing else is
-    # left in the working folder, and no staging table folder survives.
-    warehouse = work / ".pyml-warehouse"
-    assert sorted(p.name for p in work.iterdir()) == [".pyml-warehouse"]
-    assert {"metastore_db", "derby.log", "scores.db"} <= {p.name for p in warehouse.iterdir()}
+    # The warehouse holds the tables, Derby's metastore and its log, and the job's log; nothing
+    # at all is written to the working folder, and no staging table folder survives.
+    assert list(work.iterdir()) == []
+    assert {"metastore_db", "derby.log", "scores.db", "logs"} <= \
+        {p.name for p in warehouse.iterdir()}
     assert sorted(p.name for p in (warehouse / "scores.db").iterdir()) == ["fares"]
+    assert " WARN " not in result.stderr and "at org.apache" not in result.stderr  # JVM: the log
+    assert len(list((warehouse / "logs").glob("batch-*.log"))) == 1
 
     table = pq.read_table(warehouse / "scores.db" / "fares").to_pandas()
     assert list(table.columns) == ["trip_id", "fare"]

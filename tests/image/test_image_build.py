@@ -230,8 +230,8 @@ def test_the_batch_image_scores_a_query_into_a_table(engine: Any, digit_batch: d
     assert "done: 300 rows written to scores.digits" in log, log
 
     files = sorted((data / "wh" / "scores.db" / "digits").glob("*.parquet"))
-    assert files and all(pq.ParquetFile(f).metadata.created_by.startswith("parquet-cpp-arrow")
-                         for f in files)  # written by the container's Python workers
+    assert files and all(pq.ParquetFile(f).metadata.created_by.startswith("parquet-mr")
+                         for f in files)  # written by Spark's writer: the one data path
     table = pa.concat_tables([pq.read_table(f) for f in files])
     assert table.column_names == ["label", "probabilities"]
     write_tree(tmp_path / "generated", compile_spec(SPECS / "digit-net" / "pyml.yaml").artifacts)
