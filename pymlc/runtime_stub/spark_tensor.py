@@ -70,9 +70,7 @@ def _refuse_nulls(values: pa.Array, rows: np.ndarray[Any, Any], name: str, what:
 
 def _error(problem: str, name: str, rows: np.ndarray[Any, Any]) -> InputError:
     """An ``InputError`` that names its rows (``rows``: tensor -> sample positions)."""
-    error = InputError([problem])
-    error.rows = {name: tuple(int(r) for r in dict.fromkeys(rows.tolist()))}  # type: ignore[attr-defined]
-    return error
+    return InputError([problem], rows={name: sorted({int(r) for r in rows.tolist()})})
 
 
 def _size_problem(name: str, shape: tuple[int, ...], level: int, found: Any, expected: int,
