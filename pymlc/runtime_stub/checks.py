@@ -63,6 +63,7 @@ __all__ = [
     "conform_columns",
     "conform_tensors",
     "tensor_specs",
+    "without_rows",
 ]
 
 
@@ -111,6 +112,16 @@ def _problem(name: str, exc: Mismatch, rows: np.ndarray[Any, Any] | None) -> str
 
 
 _SHOWN_ROWS = 5
+
+
+def without_rows(problem: str) -> str:
+    """``problem`` without the ``(row ...)`` / ``(rows ...)`` suffix ``_problem`` adds: for a
+    caller that names the rows its own way (the batch job: by passthrough id or position in
+    the query's partition), from ``ContractError.rows``."""
+    head, sep, tail = problem.rpartition(" (row")
+    if sep and tail.endswith(")") and tail.lstrip("s ")[:1].isdigit():
+        return head
+    return problem
 
 
 @dataclass(frozen=True)

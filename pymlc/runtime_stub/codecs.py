@@ -107,6 +107,11 @@ def _typed_column(message: Any, spec: ColumnSpec) -> Any:
     if message is None or not message.HasField(spec.name):
         return None
     column = getattr(message, spec.name)
+    if len(unknown_fields.UnknownFieldSet(column)):  # e.g. another message's bytes
+        numbers = sorted({field.field_number for field in unknown_fields.UnknownFieldSet(column)})
+        raise InputError([f"{spec.name}: field number(s) {', '.join(map(str, numbers))} are"
+                          f" unknown to {type(column).__name__} (a field sent with the wrong"
+                          " type?)"])
     values = wire_to_values(_repeated(column.values, spec.type.proto_numpy), spec)
     if spec.type.family == "float" and values.dtype != spec.numpy:
         # float32 travels as double; round to float32 as a `float` field would have.

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .checks import ColumnSpec
+from .wire import block_field
 
 __all__ = ["OBJECT_WIRE_BYTES", "LimitError", "RequestLimits"]
 
@@ -49,7 +50,7 @@ class RequestLimits:
         Raises:
             LimitError: the count is over :attr:`max_objects`.
         """
-        counts = [(s.name, len(getattr(message, s.name).values)) for s in specs
+        counts = [(s.name, len(getattr(_holder(message, s), s.name).values)) for s in specs
                   if s.type.proto_numpy == "object"]
         self._check(counts)
 
@@ -80,3 +81,8 @@ def _declared(tensor: Any, raw: int) -> int:
         return len(tensor.contents.bytes_contents)
     shape = list(tensor.shape)
     return math.prod(shape) if all(d >= 0 for d in shape) else 0
+
+
+def _holder(message: Any, spec: ColumnSpec) -> Any:
+    """The message that carries ``spec``'s field: a block of a wide message (``wire``)."""
+    return getattr(message, block_field(spec.block)) if spec.block else message

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .checks import without_rows
+
 __all__ = ["MICROS_PREFIX", "PASSTHROUGH_PREFIX", "BadRowsError", "bad_rows", "check_micros"]
 
 # Passthrough columns travel to the worker under these aliases, so that a passthrough column
@@ -78,6 +80,7 @@ def _with_rows(problem: str, rows: Sequence[int], batch: pa.RecordBatch,
                passthrough: Sequence[str], offset: int) -> str:
     if not len(rows):
         return problem
+    problem = without_rows(problem)
     shown = [int(r) for r in list(rows)[:_SHOWN]]
     more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
     if passthrough:
