@@ -115,13 +115,13 @@ class Model:
     @cached_property
     def predictor(self) -> Predictor:
         """The model loaded in this process, wrapped in the spec's checks (loaded once)."""
-        from .compiler.emit.model_config import MODEL_CONFIG
         from .runtime_stub.config import ModelConfig
         from .runtime_stub.predict import Predictor
 
-        text = next(a.content for a in self.compiled.artifacts if a.path == MODEL_CONFIG)
+        name = self.compiled.plan.layout.model_config
+        text = next(a.content for a in self.compiled.artifacts if a.path == name)
         root = self.spec_path.parent.resolve()
-        return Predictor(ModelConfig.from_json(text, root / "generated" / MODEL_CONFIG), root)
+        return Predictor(ModelConfig.from_json(text, root / "generated" / name), root)
 
     def predict(self, data: pd.DataFrame | Mapping[str, Any]) -> Any:
         """Score ``data`` in this process, through the same checks as the server.

@@ -188,12 +188,12 @@ def _grpc_target(target: str | Path) -> str:
 
 
 def _contract_of_spec(spec: Path) -> Contract:
-    from .compiler.emit.model_config import MODEL_CONFIG
-    from .compiler.pipeline import compile_spec
+    from .compiler.pipeline import SPEC_FILE, compile_spec
 
-    compiled = compile_spec(spec / "pyml.yaml" if spec.is_dir() else spec)
-    text = next(a.content for a in compiled.artifacts if a.path == MODEL_CONFIG)
-    return Contract.of(ModelConfig.from_json(text, compiled.spec_path.parent / MODEL_CONFIG))
+    compiled = compile_spec(spec / SPEC_FILE if spec.is_dir() else spec)
+    name = compiled.plan.layout.model_config
+    text = next(a.content for a in compiled.artifacts if a.path == name)
+    return Contract.of(ModelConfig.from_json(text, compiled.spec_path.parent / name))
 
 
 def _discover(target: str) -> Contract:

@@ -41,7 +41,6 @@ BATCH_DATA = "/data"
 BATCH_QUERY = f"SELECT * FROM parquet.`{BATCH_DATA}/input.parquet`"
 # Spark keeps no row order; the job copies this column of the query beside the predictions.
 ROW_COLUMN = "pymlc_verify_row"
-_CONFIG_IN_IMAGE = "/opt/pyml/generated/model.json"
 # The batch job's own refusal of a model kind it cannot score (spark_driver.main).
 _KIND_REFUSED = "batch scoring from SQL needs model.kind"
 _POLL_S = 0.2
@@ -170,7 +169,7 @@ def _predict(config: ModelConfig, examples: Examples, target: str,
 # --- batch --------------------------------------------------------------------------------
 
 def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: Examples,
-                  folder: Path, *, timeout: float) -> PathResult:
+                  folder: Path, *, config_in_image: str, timeout: float) -> PathResult:
     """Run the batch image's job on the examples, written as Parquet into ``folder``.
 
     Args:
@@ -179,6 +178,8 @@ def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: 
         config: the model's config.
         examples: the inputs.
         folder: an empty host folder, mounted at ``/data``: the input and the warehouse.
+        config_in_image: where the image's ``model.json`` is (replaced by one whose
+            passthrough column numbers the rows).
         timeout: seconds the job may take, Spark's start included.
     """
     import pyarrow.parquet as pq
@@ -190,7 +191,7 @@ def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: 
                "--warehouse", f"{BATCH_DATA}/warehouse"]
     overlay = _config_with_row_number(config, folder.parent / "batch-config")
     container = run.start(image, command, role="batch", mounts={folder: BATCH_DATA},
-                          files={overlay: _CONFIG_IN_IMAGE}, image_user=_image_user(run, image))
+                          files={overlay: config_in_image}, image_user=_image_user(run, image))
     code = wait_exit(container, timeout)
     if code is None:
         return _failed("batch", f"the batch job did not finish within {timeout:.0f} s"
