@@ -89,6 +89,11 @@ class ModelConfig:
     examples: dict[str, Any] | None
 
     @property
+    def full_service(self) -> str:
+        """The typed service's full name (``package.Service``), as gRPC routes calls to it."""
+        return f"{self.proto_package}.{self.service}"
+
+    @property
     def generated_dir(self) -> Path:
         return self.path.parent
 

@@ -43,7 +43,7 @@ class Contract:
     def of(cls, config: ModelConfig) -> Contract:
         """The contract of a loaded ``model.json``."""
         return cls(config.name, config.version, config.kind, config.inputs, config.outputs,
-                   f"{config.proto_package}.{config.service}",
+                   config.full_service,
                    config.serving.max_message_bytes)
 
 

@@ -101,7 +101,7 @@ class ModelServer:
         self._predictor = Predictor(config, model_root)  # before listening: ready = loaded
         self._stubs = _import_stubs(config)
         self._health = health.aio.HealthServicer()
-        self._typed_service = f"{config.proto_package}.{config.service}"
+        self._typed_service = config.full_service
         self._timeout = config.serving.timeout_ms / 1000
         self._limits = RequestLimits.of(config.serving.max_message_bytes)
         self._active = 0  # model calls whose request has arrived; touched on the loop only
