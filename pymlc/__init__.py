@@ -5,12 +5,31 @@ Model authors import the contract from here::
 
     from pymlc import DataFrameModel, TensorModel
 
-This module imports only the runtime (never the compiler), so it works inside model images.
+Notebooks and scripts use the Python API (``pymlc.load``, see ``pymlc.api``) and the client of
+a running server (``pymlc.Client``, see ``pymlc.client``). Importing this module loads only the
+model contract (never the compiler, nor grpc), so it works inside model images; the API and
+the client are imported on first use.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .runtime_stub.contracts import DataFrameModel, TensorModel
 
-__all__ = ["DataFrameModel", "TensorModel", "__version__"]
+if TYPE_CHECKING:
+    from .api import Model, load
+    from .client import Client
+
+__all__ = ["Client", "DataFrameModel", "Model", "TensorModel", "__version__", "load"]
+
+_LAZY = {"Client": "client", "Model": "api", "load": "api"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 _SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-_JOB = "batch_job.py"
 _PR_SET_PDEATHSIG = 1
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -70,7 +69,8 @@ def _batch(args: argparse.Namespace) -> int:
 
     compiled = compile_spec(args.spec, display=shown(args.spec))
     with _generated(compiled) as folder:
-        command = [sys.executable, str(folder / _JOB), *_job_arguments(args)]
+        job = folder / compiled.plan.layout.batch_job
+        command = [sys.executable, str(job), *_job_arguments(args)]
         env = {
             **os.environ,
             "PYML_MODEL_ROOT": str(compiled.spec_path.parent.resolve()),

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _image(args: argparse.Namespace) -> int:
     from .compiler.pipeline import SPEC_FILE, compile_spec
     from .image import BuildError, build_image, connect, left_out_note, model_files
-    from .image.loadcheck import LoadCheckError
+    from .image.loadcheck import LoadCheckError, untag
 
     spec: Path = args.spec / SPEC_FILE if args.spec.is_dir() else args.spec
     compiled = compile_spec(spec, display=shown(spec))
@@ -80,7 +80,7 @@ def _image(args: argparse.Namespace) -> int:
     try:
         checked = None if args.no_load_check else _load_check(args, client, compiled, built)
     except LoadCheckError as exc:
-        _untag(client, built)
+        untag(client, built)
         _report_load_failure(args, built, exc)
         return EXIT_FINDINGS
     _report_success(args, built, checked)
@@ -96,18 +96,6 @@ def _load_check(args: argparse.Namespace, client: Any, compiled: Any,
     with err.status("loading the model in the image (no network, read-only root) ...",
                     spinner="dots"):
         return check_model_loads(client, built.id, compiled.plan, timeout=args.load_timeout)
-
-
-def _untag(client: Any, built: BuiltImage) -> None:
-    # Exit 1 means no image: a model that cannot load must not be found under its tags (by
-    # `pymlc gateway`, a push). The layers stay in the build cache.
-    import docker
-
-    for tag in built.tags:
-        try:
-            client.api.remove_image(tag, noprune=True)
-        except docker.errors.DockerException:
-            pass
 
 
 def _note_stale(compiled: Any) -> None:

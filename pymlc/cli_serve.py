@@ -13,23 +13,19 @@ the typed per-model service, with stubs from the same fresh compile.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .console import emit_json, err, say, shown
 
 if TYPE_CHECKING:
     from .compiler.pipeline import Compiled
-    from .runtime_stub.config import ModelConfig
 
 __all__ = ["check_examples", "register"]
 
@@ -111,56 +107,27 @@ def _serve_flags(args: argparse.Namespace) -> list[str]:
 # --- predict ------------------------------------------------------------------------------
 
 def _predict(args: argparse.Namespace) -> int:
-    import grpc
-
-    from .runtime_stub.checks import InputError, OutputError
+    from .client import Client, ClientError
+    from .runtime_stub import checks, codecs
     from .runtime_stub.config import ModelConfig
 
     target = f"unix:{args.socket}" if args.socket else args.target
     with _generated(args.spec) as (_compiled, folder):
         config = ModelConfig.load(folder / "model.json")
-        try:
-            result = _call(config, _stubs(folder, config), args.input, target, args.timeout)
-        except (InputError, OutputError) as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True)
-            return EXIT_FINDINGS
-        except grpc.RpcError as exc:
-            err.print(f"[red]error:[/red] {exc.code().name}: {exc.details()}", markup=True)
-            return EXIT_FINDINGS
+    try:
+        if config.kind == "dataframe":
+            specs = checks.column_specs(config.inputs)
+            data: Any = checks.conform_columns(codecs.read_columns(args.input, specs), specs)
+        else:
+            tensor_specs = checks.tensor_specs(config.inputs)
+            data = codecs.read_tensors(args.input, tensor_specs)
+        with Client.for_config(target, config, timeout=args.timeout) as client:
+            result = client.predict(data)
+    except (checks.ContractError, ClientError) as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True)
+        return EXIT_FINDINGS
     _show(result, args.format)
     return EXIT_OK
-
-
-def _stubs(folder: Path, config: ModelConfig) -> ModuleType:
-    sys.path.insert(0, str(folder))
-    try:
-        return importlib.import_module(f"{config.proto_module}_pb2")
-    finally:
-        sys.path.remove(str(folder))
-
-
-def _call(config: ModelConfig, pb2: ModuleType, source: Path, target: str,
-          timeout: float) -> Any:
-    import grpc
-
-    from .runtime_stub import checks, codecs
-
-    method = f"/{config.proto_package}.{config.service}/Predict"
-    if config.kind == "dataframe":
-        inputs, outputs = checks.column_specs(config.inputs), checks.column_specs(config.outputs)
-        frame = checks.conform_columns(codecs.read_columns(source, inputs), inputs)
-        request = codecs.typed_from_frame(pb2.PredictRequest(), frame, inputs)
-    else:
-        inputs_t = checks.tensor_specs(config.inputs)
-        tensors = checks.conform_tensors(codecs.read_tensors(source, inputs_t), inputs_t)
-        request = codecs.typed_from_tensors(pb2.PredictRequest(), tensors, inputs_t)
-    with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary(method, request_serializer=pb2.PredictRequest.SerializeToString,
-                                   response_deserializer=pb2.PredictResponse.FromString)
-        reply = call(request, timeout=timeout)
-    if config.kind == "dataframe":
-        return checks.conform_columns(codecs.columns_from_typed(reply, outputs), outputs)
-    return codecs.tensors_from_typed(reply, checks.tensor_specs(config.outputs))
 
 
 def _show(result: Any, form: str) -> None:
@@ -224,29 +191,13 @@ def check_examples(compiled: Sequence[Compiled], *, text: bool) -> list[dict[str
 
 
 def _example_problems(compiled: Compiled) -> tuple[list[str], str]:
-    from .compiler.write import write_tree
-    from .runtime_stub.checks import InputError, OutputError
-    from .runtime_stub.config import ModelConfig
-    from .runtime_stub.examples import run_examples
-    from .runtime_stub.loader import ModelLoadError
-    from .runtime_stub.predict import Predictor
+    from .api import ExamplesError, Model
 
-    root = compiled.spec_path.parent.resolve()
-    # The loader gives each spec's module its own import, though several may be called `model`.
-    with tempfile.TemporaryDirectory(prefix="pymlc-validate-") as folder:
-        write_tree(Path(folder), [a for a in compiled.artifacts if a.path == "model.json"])
-        try:
-            predictor = Predictor(ModelConfig.load(Path(folder) / "model.json"), root)
-            result = run_examples(predictor, root)
-        except ModelLoadError as exc:
-            return [f"model: {exc}"], ""
-        except InputError as exc:
-            return [f"example input: {problem}" for problem in exc.problems], ""
-        except OutputError as exc:
-            return [f"model output: {problem}" for problem in exc.problems], ""
-        except Exception as exc:  # the user's predict may raise anything
-            return [f"predict raised {type(exc).__name__}: {exc}"], ""
+    try:
+        result = Model(compiled).check_examples()
+    except ExamplesError as exc:
+        return list(exc.problems), ""
     if result is None:
         return [], ""
     verdict = "match the expected output" if result.compared else "scored (no expected output)"
-    return list(result.mismatches), f"{result.rows} row(s) {verdict}"
+    return [], f"{result.rows} row(s) {verdict}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..runtime_stub.deps import BATCH_REQUIREMENTS, RUNTIME_REQUIREMENTS
 from .ir import (
@@ -15,15 +16,17 @@ from .ir import (
     ExamplesPlan,
     FieldPlan,
     ImagePlan,
+    LayoutPlan,
     MessagePlan,
     ModelPlan,
     NamesPlan,
     ServingPlan,
 )
 from .lock import Lock, LockedMessage
+from .proto_text import render_proto
 from .spec import BatchSpec, FieldSpec, ServingSpec, Spec
 
-__all__ = ["DEFAULT_PYTHON", "DEFAULT_SERVING", "lower"]
+__all__ = ["DEFAULT_LAYOUT", "DEFAULT_PYTHON", "DEFAULT_SERVING", "lower"]
 
 DEFAULT_PYTHON = "3.11"
 # The Python of an official-style image: [registry/][library/]python:3.X[...]
@@ -42,6 +45,9 @@ DEFAULT_SERVING = ServingPlan(
     memory_mb=1024,
     metrics_port=None,
 )
+# Non-root in every image; a fixed UID so that bind-mounted folders can be made writable for it.
+DEFAULT_LAYOUT = LayoutPlan(root="/opt/pyml", uid=10001, model_config="model.json",
+                            batch_job="batch_job.py")
 # Arrow batches of 50k rows amortise the per-batch Python cost (measured: 10k is slower).
 DEFAULT_BATCH = BatchPlan(passthrough=(), rows_per_batch=50_000, write_mode="overwrite")
 
@@ -50,7 +56,7 @@ def lower(spec: Spec, lock: Lock, *, spec_file: str, spec_sha256: str,
           pymlc_version: str) -> BuildPlan:
     """Complete the spec into a :class:`BuildPlan`; ``lock`` must already cover every field."""
     major = int(spec.version.split(".")[0])
-    return BuildPlan(
+    plan = BuildPlan(
         name=spec.name,
         version=spec.version,
         major=major,
@@ -64,9 +70,12 @@ def lower(spec: Spec, lock: Lock, *, spec_file: str, spec_sha256: str,
         examples=_examples(spec),
         serving=_serving(spec.serving),
         batch=_batch(spec.batch),
-        image=_image(spec),
+        image=_image(spec, spec_sha256),
         names=_names(spec.name, major),
+        layout=DEFAULT_LAYOUT,
+        proto="",
     )
+    return replace(plan, proto=render_proto(plan))
 
 
 def _model(spec: Spec) -> ModelPlan:
@@ -140,13 +149,14 @@ def _batch(spec: BatchSpec | None) -> BatchPlan:
     )
 
 
-def _image(spec: Spec) -> ImagePlan:
+def _image(spec: Spec, spec_sha256: str) -> ImagePlan:
     given = spec.image
     python = _python(spec)
     return ImagePlan(
         base=(given.base if given and given.base else f"python:{python}-slim"),
         repository=(given.repository if given and given.repository else spec.name),
         tag=spec.version.replace("+", "_"),
+        spec_tag=f"spec-{spec_sha256[:12]}",
         runtime_requirements=RUNTIME_REQUIREMENTS,
         batch_requirements=BATCH_REQUIREMENTS,
     )

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from .emit.base import render_json
-from .emit.serving_config import image_reference
 from .ir import BuildPlan
 
 __all__ = ["ROUTES_FILE", "ROUTES_FORMAT", "ROUTES_IN_TREE", "render_routes", "routes_path"]
@@ -63,9 +62,9 @@ def _entry(plan: BuildPlan, spec: Path, base: str) -> dict[str, Any]:
     return {
         "name": plan.name,
         "version": plan.version,
-        "image": image_reference(plan),
+        "image": plan.image.reference,
         "socket": serving.socket,
-        "service": f"{plan.names.proto_package}.{plan.names.service}",
+        "service": plan.names.full_service,
         "spec": posixpath.normpath(relative),
         # Only what the gateway applies: a change elsewhere must not make the routes stale.
         "limits": {

@@ -159,12 +159,8 @@ def _reason(exc: Exception) -> str:
 
 
 def image_tags(plan: BuildPlan, target: str, extra: Iterable[str] = ()) -> tuple[str, ...]:
-    """``<repository>:<version>`` and ``<repository>:spec-<sha256[:12]>`` for the serving
-    target (the image ``serving.yaml`` names); the batch target's tags end in ``-batch``."""
-    suffix = "" if target == "serving" else f"-{target}"
-    repository = plan.image.repository
-    return (f"{repository}:{plan.image.tag}{suffix}",
-            f"{repository}:spec-{plan.spec_sha256[:12]}{suffix}", *extra)
+    """The target's version and spec tags (``ImagePlan.tags``), then ``extra``."""
+    return (*plan.image.tags(target), *extra)
 
 
 def build_image(compiled: Compiled, *, target: str = "serving", extra_tags: Iterable[str] = (),

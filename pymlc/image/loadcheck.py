@@ -17,11 +17,21 @@ from typing import Any
 
 from ..compiler.errors import PymlcError
 from ..compiler.ir import BuildPlan
+from .build import BuiltImage
 from .hardening import model_container_options
 from .running import logs_tail, wait_exit
 
-__all__ = ["LABEL", "LIBRARY_PACKAGES", "LOAD_TIMEOUT", "PIP_NAMES", "LoadCheckError",
-           "LoadChecked", "check_model_loads", "diagnose"]
+__all__ = [
+    "LABEL",
+    "LIBRARY_PACKAGES",
+    "LOAD_TIMEOUT",
+    "PIP_NAMES",
+    "LoadCheckError",
+    "LoadChecked",
+    "check_model_loads",
+    "diagnose",
+    "untag",
+]
 
 LABEL = "pymlc.loadcheck"
 LOAD_TIMEOUT = 300.0
@@ -174,3 +184,18 @@ def _remove(container: Any) -> None:
         container.remove(force=True)
     except docker.errors.DockerException:
         pass
+
+
+def untag(client: Any, built: BuiltImage) -> None:
+    """Remove a built image's tags after a failed load check (its layers stay cached).
+
+    A model that cannot load must not be found under its tags (by ``pymlc gateway``, a push):
+    ``pymlc image`` exits 1 and leaves no image.
+    """
+    import docker
+
+    for tag in built.tags:
+        try:
+            client.api.remove_image(tag, noprune=True)
+        except docker.errors.DockerException:
+            pass

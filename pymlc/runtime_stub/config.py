@@ -89,6 +89,11 @@ class ModelConfig:
     examples: dict[str, Any] | None
 
     @property
+    def full_service(self) -> str:
+        """The typed service's full name (``package.Service``), as gRPC routes calls to it."""
+        return f"{self.proto_package}.{self.service}"
+
+    @property
     def generated_dir(self) -> Path:
         return self.path.parent
 
@@ -101,10 +106,22 @@ class ModelConfig:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read the model config {path}: {exc.strerror}; run"
                               " `pymlc build` to generate it") from None
+        return cls.from_json(text, path)
+
+    @classmethod
+    def from_json(cls, text: str, path: Path | str) -> ModelConfig:
+        """Read ``model.json``'s text; ``path`` is where it lives (or would be written).
+
+        Raises:
+            ConfigError: the text is not a pymlc model config.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(text)
         except ValueError as exc:
             raise ConfigError(f"{path} is not valid JSON ({exc}); run `pymlc build`") from None
         if not isinstance(data, dict) or data.get("format") != _FORMAT:

@@ -50,6 +50,7 @@ from . import oip
 from .checks import ContractError, InputError, OutputError
 from .codecs import columns_from_typed, tensors_from_typed, typed_from_columns, typed_from_tensors
 from .config import ModelConfig
+from .discovery import CONTRACT_KEY, contract_bytes
 from .fused import typed_tensor_predict
 from .grpc_options import server_options
 from .limits import LimitError, RequestLimits
@@ -93,13 +94,14 @@ class ModelServer:
     def __init__(self, config: ModelConfig, model_root: Path, listen: Listen, *,
                  metrics_port: int | None = None) -> None:
         self.config = config
+        self._contract = ((CONTRACT_KEY, contract_bytes(config)),)
         self.listen = listen
         self.metrics = Metrics(config.name)
         self._metrics_port = metrics_port
         self._predictor = Predictor(config, model_root)  # before listening: ready = loaded
         self._stubs = _import_stubs(config)
         self._health = health.aio.HealthServicer()
-        self._typed_service = f"{config.proto_package}.{config.service}"
+        self._typed_service = config.full_service
         self._timeout = config.serving.timeout_ms / 1000
         self._limits = RequestLimits.of(config.serving.max_message_bytes)
         self._active = 0  # model calls whose request has arrived; touched on the loop only
@@ -309,6 +311,7 @@ class ModelServer:
 
     def _model_metadata(self, request: Any, context: Any) -> Any:
         self._check_model(request.name, request.version)
+        context.set_trailing_metadata(self._contract)  # what OIP cannot say (discovery.py)
         table = COLUMN_TYPES if self.config.kind == "dataframe" else TENSOR_DTYPES
         return oip.model_metadata(self.config, {name: row.oip for name, row in table.items()})
 

@@ -17,21 +17,18 @@ model kinds are recorded in the result so that the report can show them beside t
 
 from __future__ import annotations
 
-import importlib
 import json
 import posixpath
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from ..image.hardening import model_container_options
 from ..image.running import logs_tail, wait_exit
-from ..runtime_stub import checks, codecs
+from ..runtime_stub import checks
 from ..runtime_stub.config import ModelConfig
 from .containers import ContainerRun
 from .examples import Examples, outputs_of_frame
@@ -44,7 +41,6 @@ BATCH_DATA = "/data"
 BATCH_QUERY = f"SELECT * FROM parquet.`{BATCH_DATA}/input.parquet`"
 # Spark keeps no row order; the job copies this column of the query beside the predictions.
 ROW_COLUMN = "pymlc_verify_row"
-_CONFIG_IN_IMAGE = "/opt/pyml/generated/model.json"
 # The batch job's own refusal of a model kind it cannot score (spark_driver.main).
 _KIND_REFUSED = "batch scoring from SQL needs model.kind"
 _POLL_S = 0.2
@@ -160,57 +156,20 @@ class _CallError(Exception):
 
 def _predict(config: ModelConfig, examples: Examples, target: str,
              timeout: float) -> dict[str, Any]:
-    import grpc
+    from ..client import Client, ClientError
 
-    pb2 = _stubs(config)
-    method = f"/{config.proto_package}.{config.service}/Predict"
-    request = _request(config, examples, pb2)
     try:
-        with grpc.insecure_channel(target, options=_channel_options(config)) as channel:
-            call = channel.unary_unary(
-                method, request_serializer=pb2.PredictRequest.SerializeToString,
-                response_deserializer=pb2.PredictResponse.FromString)
-            reply = call(request, timeout=timeout)
-    except grpc.RpcError as exc:
-        raise _CallError(f"Predict failed: {exc.code().name}: {exc.details()}") from None
-    try:
-        if config.kind == "dataframe":
-            outputs = checks.column_specs(config.outputs)
-            return outputs_of_frame(checks.conform_columns(
-                codecs.columns_from_typed(reply, outputs), outputs))
-        return dict(codecs.tensors_from_typed(reply, checks.tensor_specs(config.outputs)))
-    except checks.ContractError as exc:
-        raise _CallError(f"the reply does not match the spec: {'; '.join(exc.problems)}") \
-            from None
-
-
-def _channel_options(config: ModelConfig) -> list[tuple[str, int]]:
-    limit = config.serving.max_message_bytes
-    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
-
-
-def _request(config: ModelConfig, examples: Examples, pb2: ModuleType) -> Any:
-    if config.kind == "dataframe":
-        inputs = checks.column_specs(config.inputs)
-        frame = checks.conform_columns(examples.inputs, inputs)
-        return codecs.typed_from_frame(pb2.PredictRequest(), frame, inputs)
-    return codecs.typed_from_tensors(pb2.PredictRequest(), examples.inputs,
-                                     checks.tensor_specs(config.inputs))
-
-
-def _stubs(config: ModelConfig) -> ModuleType:
-    folder = str(config.generated_dir)
-    sys.path.insert(0, folder)
-    try:
-        return importlib.import_module(f"{config.proto_module}_pb2")
-    finally:
-        sys.path.remove(folder)
+        with Client.for_config(target, config, timeout=timeout) as client:
+            result = client.predict(examples.inputs)
+    except ClientError as exc:
+        raise _CallError(str(exc)) from None
+    return outputs_of_frame(result) if config.kind == "dataframe" else dict(result)
 
 
 # --- batch --------------------------------------------------------------------------------
 
 def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: Examples,
-                  folder: Path, *, timeout: float) -> PathResult:
+                  folder: Path, *, config_in_image: str, timeout: float) -> PathResult:
     """Run the batch image's job on the examples, written as Parquet into ``folder``.
 
     Args:
@@ -219,6 +178,8 @@ def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: 
         config: the model's config.
         examples: the inputs.
         folder: an empty host folder, mounted at ``/data``: the input and the warehouse.
+        config_in_image: where the image's ``model.json`` is (replaced by one whose
+            passthrough column numbers the rows).
         timeout: seconds the job may take, Spark's start included.
     """
     import pyarrow.parquet as pq
@@ -230,7 +191,7 @@ def through_batch(run: ContainerRun, image: str, config: ModelConfig, examples: 
                "--warehouse", f"{BATCH_DATA}/warehouse"]
     overlay = _config_with_row_number(config, folder.parent / "batch-config")
     container = run.start(image, command, role="batch", mounts={folder: BATCH_DATA},
-                          files={overlay: _CONFIG_IN_IMAGE}, image_user=_image_user(run, image))
+                          files={overlay: config_in_image}, image_user=_image_user(run, image))
     code = wait_exit(container, timeout)
     if code is None:
         return _failed("batch", f"the batch job did not finish within {timeout:.0f} s"

@@ -71,6 +71,7 @@ def verify(compiled: Compiled, *, client: Any = None, timeout: float = DEFAULT_T
                                            timeout=timeout)))
             results.append(_containerised("batch", compiled, files, run, tell, lambda image:
                            through_batch(run, image, config, examples, work / "batch",
+                                         config_in_image=compiled.plan.layout.model_config_path,
                                          timeout=timeout)))
     return compare(compiled.plan.name, compiled.plan.version, examples, results,
                    [f.name for f in config.outputs])

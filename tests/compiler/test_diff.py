@@ -13,7 +13,6 @@ from google.protobuf.message import DecodeError
 from grpc_tools import protoc
 
 from pymlc.compiler.diff import Change, diff_specs, major_bumped
-from pymlc.compiler.emit.proto import render_proto
 from pymlc.compiler.lock import EMPTY_LOCK, Lock, LockedMessage, update_lock
 from pymlc.compiler.lower import lower
 from pymlc.compiler.spec import Spec
@@ -408,8 +407,7 @@ def message_class(proto: str, tmp: Path, name: str) -> Any:
 
 def proto_of(s: Spec) -> str:
     lock = update_lock(EMPTY_LOCK, [f.name for f in s.inputs], [f.name for f in s.outputs])
-    return render_proto(lower(s, lock, spec_file="pyml.yaml", spec_sha256="0",
-                              pymlc_version="0"))
+    return lower(s, lock, spec_file="pyml.yaml", spec_sha256="0", pymlc_version="0").proto
 
 
 def values(message: Any, name: str) -> list[Any]:

@@ -10,14 +10,14 @@ from .dockerfile import emit_dockerfile
 from .grpc_stubs import emit_grpc_stubs
 from .kubernetes import emit_kubernetes
 from .manifest import MANIFEST, emit_manifest
-from .model_config import MODEL_CONFIG, emit_model_config
+from .model_config import emit_model_config
 from .proto import emit_proto
 from .schema_json import emit_schema_json
 from .serving_config import emit_serving_config
 from .spark_conf import emit_spark_conf
 from .spark_job import emit_spark_job
 
-__all__ = ["EMITTERS", "MANIFEST", "MODEL_CONFIG", "Artifact", "Emitter", "emit_manifest"]
+__all__ = ["EMITTERS", "MANIFEST", "Artifact", "Emitter", "emit_manifest"]
 
 EMITTERS: dict[str, Emitter] = {
     "dockerfile": emit_dockerfile,

@@ -18,9 +18,8 @@ from ..ir import BuildPlan
 from ..shipping import CLUTTER_PATTERNS, CONTEXT_PREFIX, IGNORE_PATTERNS, SECRET_PATTERNS
 from .base import Artifact, header, render, shell_quote
 
-__all__ = ["CONTEXT_DIRS", "IGNORE_PATTERNS", "UID", "emit_dockerfile", "image_labels"]
+__all__ = ["CONTEXT_DIRS", "IGNORE_PATTERNS", "emit_dockerfile", "image_labels"]
 
-UID = 10001
 # The build context `pymlc image` assembles; the Dockerfile's COPY lines rely on these folders.
 CONTEXT_DIRS = {"model": CONTEXT_PREFIX, "generated": "generated", "runtime": "runtime"}
 
@@ -45,7 +44,7 @@ def _dockerfile(plan: BuildPlan) -> str:
         batch_requirements=_pip_args(plan.image.batch_requirements),
         labels=image_labels(plan),
         socket_dir=posixpath.dirname(plan.serving.socket),
-        uid=UID,
+        uid=plan.layout.uid,
     )
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from ..errors import Diagnostic, EmitError, Level
 from ..ir import BuildPlan
 from .base import Artifact
-from .proto import render_proto
 
 __all__ = ["emit_grpc_stubs"]
 
@@ -25,7 +24,7 @@ def emit_grpc_stubs(plan: BuildPlan) -> list[Artifact]:
     module = plan.names.module
     with tempfile.TemporaryDirectory(prefix="pymlc-protoc-") as tmp:
         folder = Path(tmp)
-        (folder / f"{module}.proto").write_text(render_proto(plan), encoding="utf-8")
+        (folder / f"{module}.proto").write_text(plan.proto, encoding="utf-8")
         status = protoc.main([
             "protoc", f"-I{folder}", f"--python_out={folder}", f"--pyi_out={folder}",
             f"--grpc_python_out={folder}", str(folder / f"{module}.proto"),

@@ -17,8 +17,6 @@ import posixpath
 from ...runtime_stub.gateway import LIVENESS_SERVICE
 from ..ir import BuildPlan
 from .base import Artifact, header, render
-from .dockerfile import UID
-from .serving_config import image_reference
 
 __all__ = ["GATEWAY_PORT", "KUBERNETES", "emit_kubernetes", "gateway_command", "quantities"]
 
@@ -38,11 +36,11 @@ def emit_kubernetes(plan: BuildPlan) -> list[Artifact]:
         KUBERNETES + ".jinja",
         header=header(plan),
         name=plan.name,
-        image=image_reference(plan),
+        image=plan.image.reference,
         labels=_labels(plan),
         selector=_selector(plan),
         annotations=_annotations(plan),
-        uid=UID,
+        uid=plan.layout.uid,
         port=_port(plan),
         socket_dir=posixpath.dirname(plan.serving.socket),
         model_args=["--socket", plan.serving.socket],
@@ -70,7 +68,7 @@ def quantities(cpus: float, memory_mb: int) -> tuple[str, str]:
 def gateway_command(plan: BuildPlan, port: int) -> list[str]:
     """The gateway container's command: this model, its typed service, on every interface."""
     model = f"{plan.name}@{plan.version}"
-    service = f"{plan.names.proto_package}.{plan.names.service}"
+    service = plan.names.full_service
     return ["python", "-m", "pymlc.runtime_stub.gateway",
             "--route", f"{model}=unix:{plan.serving.socket}",
             "--service", f"{service}={model}",

@@ -9,14 +9,13 @@ from typing import Any
 from ..ir import BuildPlan, FieldPlan
 from .base import Artifact, header, render_json
 
-__all__ = ["MODEL_CONFIG", "emit_model_config", "model_config"]
+__all__ = ["emit_model_config", "model_config"]
 
-MODEL_CONFIG = "model.json"
 FORMAT = 1
 
 
 def emit_model_config(plan: BuildPlan) -> list[Artifact]:
-    return [Artifact(MODEL_CONFIG, render_json(model_config(plan)))]
+    return [Artifact(plan.layout.model_config, render_json(model_config(plan)))]
 
 
 def model_config(plan: BuildPlan) -> dict[str, Any]:

@@ -5,11 +5,7 @@ from __future__ import annotations
 from ..ir import BuildPlan
 from .base import Artifact, header, render
 
-__all__ = ["emit_serving_config", "image_reference"]
-
-
-def image_reference(plan: BuildPlan) -> str:
-    return f"{plan.image.repository}:{plan.image.tag}"
+__all__ = ["emit_serving_config"]
 
 
 def emit_serving_config(plan: BuildPlan) -> list[Artifact]:
@@ -18,7 +14,7 @@ def emit_serving_config(plan: BuildPlan) -> list[Artifact]:
         header=header(plan),
         name=plan.name,
         version=plan.version,
-        image=image_reference(plan),
+        image=plan.image.reference,
         package=plan.names.proto_package,
         service=plan.names.service,
         proto_file=plan.names.proto_path,

@@ -15,28 +15,25 @@ from .base import Artifact, header, render
 __all__ = ["SPARK_CONF", "emit_spark_conf", "properties_value", "spark_properties"]
 
 SPARK_CONF = "spark-submit.conf"
-# Where the batch image (Dockerfile.jinja, target ``batch``) keeps the venv and the model.
-IMAGE_PYTHON = "/opt/pyml/venv/bin/python"
-IMAGE_JOB = "/opt/pyml/generated/batch_job.py"
-IMAGE_MODEL_ROOT = "/opt/pyml/model"
 
 
 def emit_spark_conf(plan: BuildPlan) -> list[Artifact]:
-    content = render(SPARK_CONF + ".jinja", header=header(plan), job="local://" + IMAGE_JOB,
+    content = render(SPARK_CONF + ".jinja", header=header(plan),
+                     job="local://" + plan.layout.batch_job_path,
                      properties=spark_properties(plan))
     return [Artifact(SPARK_CONF, content)]
 
 
 def spark_properties(plan: BuildPlan) -> list[tuple[str, str]]:
     """The properties, sorted by key, values escaped for a Java properties file."""
-    image = f"{plan.image.repository}:{plan.image.tag}-batch"
+    layout = plan.layout
     properties = {
         "spark.app.name": f"pymlc-batch-{plan.name}",
-        "spark.kubernetes.container.image": image,
-        "spark.kubernetes.driverEnv.PYML_MODEL_ROOT": IMAGE_MODEL_ROOT,
-        "spark.executorEnv.PYML_MODEL_ROOT": IMAGE_MODEL_ROOT,
-        "spark.pyspark.driver.python": IMAGE_PYTHON,
-        "spark.pyspark.python": IMAGE_PYTHON,
+        "spark.kubernetes.container.image": plan.image.batch_reference,
+        "spark.kubernetes.driverEnv.PYML_MODEL_ROOT": layout.model,
+        "spark.executorEnv.PYML_MODEL_ROOT": layout.model,
+        "spark.pyspark.driver.python": layout.python,
+        "spark.pyspark.python": layout.python,
         "spark.python.worker.reuse": "true",
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(plan.batch.rows_per_batch),

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from ..ir import BuildPlan
 from .base import Artifact, header, render
-from .model_config import MODEL_CONFIG
 
 __all__ = ["emit_spark_job"]
 
 
 def emit_spark_job(plan: BuildPlan) -> list[Artifact]:
     content = render("batch_job.py.jinja", header=header(plan), name=plan.name,
-                     version=plan.version, config=MODEL_CONFIG)
-    return [Artifact("batch_job.py", content)]
+                     version=plan.version, config=plan.layout.model_config)
+    return [Artifact(plan.layout.batch_job, content)]
