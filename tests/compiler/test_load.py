@@ -126,11 +126,12 @@ def _bomb(levels: int) -> str:
     "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 200)),
 ], ids=["alias-bomb", "merge-bomb", "recursive-list", "recursive-map", "brackets", "indents"])
 def test_hostile_structure_is_refused_fast(text: str) -> None:
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU, so a loaded machine does not move it
     d = _one(text)
-    elapsed = time.perf_counter() - start
+    elapsed = time.thread_time() - start
     assert d.code == "E006" and d.position is not None
-    assert elapsed < 0.5, f"{elapsed:.2f}s"
+    assert elapsed < 5.0, f"{elapsed:.2f} s of CPU: refused, a bomb costs milliseconds;" \
+        " expanded, minutes"
 
 
 def test_limits_leave_room_for_real_specs() -> None:
