@@ -146,6 +146,7 @@ def _run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.slow  # the CLI in a child process per case; test_invalid_spec covers the corpus
 @pytest.mark.parametrize("case", CLI_CASES)
 def test_cli_reports_the_corpus_text_and_exits_1(case: str, tmp_path: Path) -> None:
     folder = _model_folder(case, tmp_path)
@@ -157,6 +158,7 @@ def test_cli_reports_the_corpus_text_and_exits_1(case: str, tmp_path: Path) -> N
     assert not (folder / MARKER).exists()
 
 
+@pytest.mark.slow  # the CLI in a child process per case
 @pytest.mark.parametrize("case", ["several_errors", "python_tag", "tab_indent"])
 def test_cli_json_has_line_and_column(case: str, tmp_path: Path) -> None:
     folder = _model_folder(case, tmp_path)

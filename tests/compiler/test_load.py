@@ -143,6 +143,7 @@ def test_limits_leave_room_for_real_specs() -> None:
     assert parse_document(_bomb(3), "f.yaml").data["a2"][0][0][0] == "lol"
 
 
+@pytest.mark.slow  # a 10,000-column spec, several times
 def test_wide_specs_are_no_bomb() -> None:
     # Nodes written out cost what the file's size allows; only what aliases add is bounded.
     wide = "inputs:\n" + "".join(f"  - {{name: c{i}, type: float64, nullable: true}}\n"

@@ -43,6 +43,8 @@ from pymlc.gateway.haproxy import HAProxy, HAProxyBinary, find_haproxy
 from pymlc.gateway.haproxy_config import ModelServer
 from pymlc.runtime_stub.gateway import Route, peek_model, version_key
 
+pytestmark = pytest.mark.slow  # model servers, gateways and HAProxy as child processes
+
 SPEC = """\
 pyml: 1
 name: echo

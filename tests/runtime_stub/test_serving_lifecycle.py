@@ -29,6 +29,8 @@ from serving_support import (
 
 from pymlc.runtime_stub import health
 
+pytestmark = pytest.mark.slow  # servers per test, deliberately slow calls, signals
+
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
