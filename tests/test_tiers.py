@@ -139,54 +139,41 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], s
     return outcomes, text
 
 
-def test_a_test_that_uses_the_engine_unmarked_fails(outcome: tuple[dict[str, str], str]) -> None:
+# (test in TESTS, its outcome, a piece of the report it must give, or "")
+CASES = [
+    ("test_docker_unmarked", "FAILED", "test_cases.py::test_docker_unmarked: it uses the Docker"
+     " engine (connected to {socket}) but has no `docker` marker. Mark it (@pytest.mark.docker,"),
+    ("test_docker_marked", "PASSED", ""),
+    ("test_docker_in_a_child_unmarked", "FAILED",
+     "(connected to {socket} in child `{python} -c"),
+    ("test_java_in_a_grandchild_unmarked", "FAILED", "it starts Spark (or Java for it) (started"
+     " `java -version` in child `{python} -c"),
+    ("test_java_in_a_grandchild_marked", "PASSED", ""),
+    # A child started with an environment of its own cannot report: its command is judged.
+    ("test_pymlc_batch_with_an_environment_of_its_own_unmarked", "FAILED",
+     "(started `{python} -m pymlc batch`) but has no `spark` marker. Mark it (@pytest.mark.spark"),
+    ("test_pymlc_image_help_unmarked", "PASSED", ""),  # only real use counts
+    # The fixture closure is checked before the test runs: an error in setup.
+    ("test_engine_fixture_unmarked", "ERROR",
+     "it uses the Docker engine (fixture `engine`) but has no `docker` marker"),
+    ("test_engine_fixture_marked", "PASSED", ""),
+    ("test_failing_and_unmarked", "FAILED", "test tiers"),
+]
+
+
+@pytest.mark.parametrize(("test", "expected", "says"), CASES, ids=[c[0] for c in CASES])
+def test_the_guard(outcome: tuple[dict[str, str], str], test: str, expected: str,
+                   says: str) -> None:
     outcomes, text = outcome
-    assert outcomes["test_docker_unmarked"] == "FAILED", text
-    assert outcomes["test_docker_marked"] == "PASSED", text
-    assert (f"test_cases.py::test_docker_unmarked: it uses the Docker engine (connected to"
-            f" {docker_socket()}) but has no `docker` marker") in text
+    assert outcomes[test] == expected, text
+    assert says.format(socket=docker_socket(), python=sys.executable) in text
 
 
-def test_use_in_a_child_process_counts(outcome: tuple[dict[str, str], str]) -> None:
-    outcomes, text = outcome
-    assert outcomes["test_docker_in_a_child_unmarked"] == "FAILED", text
-    assert f"(connected to {docker_socket()} in child `{sys.executable} -c" in text
-
-
-def test_spark_started_by_a_grandchild_counts(outcome: tuple[dict[str, str], str]) -> None:
-    outcomes, text = outcome
-    assert outcomes["test_java_in_a_grandchild_unmarked"] == "FAILED", text
-    assert outcomes["test_java_in_a_grandchild_marked"] == "PASSED", text
-    assert "it starts Spark (or Java for it) (started `java -version` in child" in text
-    assert "but has no `spark` marker. Mark it (@pytest.mark.spark" in text
-
-
-def test_a_child_that_cannot_report_is_judged_by_its_command(
+def test_the_guard_stops_an_unmarked_test_before_it_runs_and_keeps_a_failure(
         outcome: tuple[dict[str, str], str]) -> None:
-    outcomes, text = outcome
-    assert outcomes["test_pymlc_batch_with_an_environment_of_its_own_unmarked"] == "FAILED", text
-    assert f"(started `{sys.executable} -m pymlc batch`)" in text
-
-
-def test_only_real_use_counts(outcome: tuple[dict[str, str], str]) -> None:
-    outcomes, text = outcome
-    assert outcomes["test_pymlc_image_help_unmarked"] == "PASSED", text
-
-
-def test_the_engine_fixture_unmarked_fails_before_the_test_runs(
-        outcome: tuple[dict[str, str], str]) -> None:
-    outcomes, text = outcome
-    assert outcomes["test_engine_fixture_unmarked"] == "ERROR", text  # failed in setup
-    assert outcomes["test_engine_fixture_marked"] == "PASSED", text
-    assert "it uses the Docker engine (fixture `engine`) but has no `docker` marker" in text
+    _, text = outcome
     assert "the guard must stop this test before it runs" not in text
-
-
-def test_a_failing_test_keeps_its_failure_and_gets_the_tier_note(
-        outcome: tuple[dict[str, str], str]) -> None:
-    outcomes, text = outcome
-    assert outcomes["test_failing_and_unmarked"] == "FAILED", text
-    assert "its own failure" in text and "test tiers" in text
+    assert "its own failure" in text
 
 
 @pytest.mark.parametrize(("command", "tier"), [
