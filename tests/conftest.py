@@ -1,5 +1,8 @@
 """Shared fixtures and options. ``pytest --update-golden`` rewrites golden files and expected
-diagnostics instead of comparing against them (never the default)."""
+diagnostics instead of comparing against them (never the default).
+
+The test tiers (``docker``, ``spark``, ``slow`` markers) are enforced by ``tier_guard``
+(tests/support): a test that uses the Docker engine or starts Spark without its marker fails."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest_plugins = ["tier_guard"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test runs the pymlc CLI in child processes
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 # Every generated file: the golden tree plus the protoc stubs (which are not golden files).

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # git repositories and the pymlc CLI in child processes
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "specs" / "fare-estimator"
 

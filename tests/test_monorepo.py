@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the pymlc CLI in child processes over a copied monorepo
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 IGNORE = shutil.ignore_patterns("generated", "*.joblib", "__pycache__")

@@ -32,8 +32,8 @@ DEFAULT_PYTHON = "3.11"
 # The Python of an official-style image: [registry/][library/]python:3.X[...]
 _PYTHON_TAG = re.compile(r"^(?:[^@]*/)?python:(3\.\d+)(?![\d])")
 # The defaults fit together: a request of max_message_bytes costs the server up to ~18x its
-# size at its peak (parsed message, decoded columns, DataFrame, response), so 16 MiB (+280 MiB
-# measured) stays far inside memory_mb and is served within timeout_ms; 64 MiB peaked at 1.2 GiB.
+# size at its peak (parsed message, decoded columns, DataFrame, response), so 16 MiB stays far
+# inside memory_mb and is served within timeout_ms; 64 MiB would not (bench/README.md, serving).
 DEFAULT_SERVING = ServingPlan(
     socket="/run/pyml/model.sock",
     port=None,

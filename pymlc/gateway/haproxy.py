@@ -1,10 +1,11 @@
 """HAProxy as the data path of ``pymlc gateway``: the process, its runtime API, its stats.
 
-One Python gRPC hop costs 0.6-0.8 ms a call on these machines; HAProxy routing on a call's
-first bytes costs 0.1-0.3 ms (bench/README.md, "gateway"). So HAProxy listens where the user asked
-and the Python gateway listens on an internal socket behind it (see :mod:`.haproxy_config`).
-:class:`HAProxy` is both the gateway's front (started after the Python gateway, soft-stopped
-before it) and the launcher's fast path (a model's server enabled while its container serves).
+A Python gRPC hop decodes every call's frames in Python; HAProxy routes on a call's first
+bytes in C, at a fraction of that cost (bench/README.md, "gateway"). So HAProxy listens where
+the user asked and the Python gateway listens on an internal socket behind it (see
+:mod:`.haproxy_config`). :class:`HAProxy` is both the gateway's front (started after the Python
+gateway, soft-stopped before it) and the launcher's fast path (a model's server enabled while its
+container serves).
 
 HAProxy never outlives the gateway: it is killed when the thread that started it dies
 (``PR_SET_PDEATHSIG``; start it from the main thread), and on every exit path of

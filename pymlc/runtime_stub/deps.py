@@ -2,10 +2,10 @@
 
 The image recipe installs ``RUNTIME_REQUIREMENTS`` beside the model's own requirements in both
 targets, and ``BATCH_REQUIREMENTS`` in the batch target only: the server never imports pyarrow
-(only the batch driver and host-side Parquet reading do), and at 180 MB it would more than double
-what the runtime adds to the serving image. The host install (``pyproject.toml``) has both.
-``grpcio`` is pinned to the version of ``grpcio-tools`` that compiles the stubs: the stubs refuse
-an older runtime.
+(only the batch driver and host-side Parquet reading do), and it would more than double what
+the runtime adds to the serving image (bench/README.md, image). The host install
+(``pyproject.toml``) has both. ``grpcio`` is pinned to the version of ``grpcio-tools`` that
+compiles the stubs: the stubs refuse an older runtime.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A served tensor call goes through parse, decode (``codecs``), input checks, ``predict``, output
 checks (``checks``) and encode: a dozen small Python functions. In a busy gRPC server each of
 them runs with cold caches between calls and costs several times what it costs in a loop
-(measured: bench/README.md, serving, session 4). This module fuses those steps for the common
+(bench/README.md, serving). This module fuses those steps for the common
 case only: every tensor present, of the spec's dtype and of a shape whose first dimension is the
 batch and the rest fixed. Anything else (a parse error, an unknown field, a missing or misshaped
 tensor, outputs of another dtype or kind) is handed to the general path, which gives the result

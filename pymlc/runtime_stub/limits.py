@@ -2,8 +2,9 @@
 
 gRPC refuses a message over ``max_message_bytes``, but a message under it can still cost far
 more once decoded: a string or binary value takes 2-4 bytes on the wire and ~60-100 bytes as a
-Python object (measured: 5.4M two-character strings, 62 MiB on the wire, took 1.2 GiB of server
-memory; 15M empty OIP BYTES elements took 16 s to split). So a request may hold at most one
+Python object, so a message of mostly short strings grows twenty-fold or more in the server's
+memory, and millions of empty OIP BYTES elements keep it busy splitting them long after the
+call's deadline (tests/adversarial/test_serving_limits.py). So a request may hold at most one
 string or binary value per :data:`OBJECT_WIRE_BYTES` bytes of the limit (2,097,152 at the default
 16 MiB), counted from the message's lengths and shapes before a single value is decoded, and
 refused with RESOURCE_EXHAUSTED. Numbers and tensors need no such bound: their decoded size is

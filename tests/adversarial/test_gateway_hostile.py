@@ -126,7 +126,7 @@ def fronted(engine: Any, spec: Path, tmp_path_factory: pytest.TempPathFactory
             engine.images.remove(tag, force=True)
 
 
-@pytest.fixture(params=["pod", "haproxy"])
+@pytest.fixture(params=["pod", pytest.param("haproxy", marks=pytest.mark.docker)])
 def any_gateway(request: pytest.FixtureRequest) -> tuple[str, int]:
     """A gateway's TCP target and the pid whose memory counts (the Python gateway's)."""
     gateway: Process = request.getfixturevalue("pod" if request.param == "pod" else "fronted")
@@ -289,6 +289,7 @@ def test_a_huge_model_name_is_not_echoed_whole(any_gateway: tuple[str, int]) -> 
         assert "(100000 characters)" in message and len(message) < 500, message[:600]
 
 
+@pytest.mark.docker
 def test_no_haproxy_process_grew_under_the_attacks(fronted: PymlcGateway) -> None:
     [haproxy] = processes("haproxy", str(fronted.state))
     print(f"HAProxy peak RSS {peak_rss(haproxy) / MiB:.0f} MiB")

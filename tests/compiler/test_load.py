@@ -126,11 +126,12 @@ def _bomb(levels: int) -> str:
     "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 200)),
 ], ids=["alias-bomb", "merge-bomb", "recursive-list", "recursive-map", "brackets", "indents"])
 def test_hostile_structure_is_refused_fast(text: str) -> None:
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU, so a loaded machine does not move it
     d = _one(text)
-    elapsed = time.perf_counter() - start
+    elapsed = time.thread_time() - start
     assert d.code == "E006" and d.position is not None
-    assert elapsed < 0.5, f"{elapsed:.2f}s"
+    assert elapsed < 5.0, f"{elapsed:.2f} s of CPU: refused, a bomb costs milliseconds;" \
+        " expanded, minutes"
 
 
 def test_limits_leave_room_for_real_specs() -> None:
@@ -142,6 +143,7 @@ def test_limits_leave_room_for_real_specs() -> None:
     assert parse_document(_bomb(3), "f.yaml").data["a2"][0][0][0] == "lol"
 
 
+@pytest.mark.slow  # a 10,000-column spec, several times
 def test_wide_specs_are_no_bomb() -> None:
     # Nodes written out cost what the file's size allows; only what aliases add is bounded.
     wide = "inputs:\n" + "".join(f"  - {{name: c{i}, type: float64, nullable: true}}\n"

@@ -38,6 +38,8 @@ from gateway_support import (
 
 from pymlc.compiler.pipeline import compile_spec
 
+pytestmark = pytest.mark.slow  # builds and the gateway CLI in child processes
+
 VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
 GOLDEN = ROOT / "tests" / "golden"
 HOSTILE = 'Fares: "quoted", #not-a-comment, {{ braces }}, \\back\\slash, ünïcødé 🚕'

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from servers import PYTHON, ROOT, SPECS, START_TIMEOUT, Server, build, model_env, stubs
 
-__all__ = ["PYTHON", "ROOT", "SPECS", "START_TIMEOUT", "Server", "build", "model_env",
-           "stubs", "write_probe"]
+__all__ = ["IN_PREDICT", "PYTHON", "ROOT", "SPECS", "START_TIMEOUT", "Server", "build",
+           "model_env", "stubs", "write_probe"]
+
+IN_PREDICT = "probe: a slow call is in predict"  # the probe's stderr line, a slow call begun
 
 
 PROBE_SPEC = """\
@@ -38,8 +40,9 @@ serving:
 """
 
 PROBE_MODEL = '''\
-"""x < 0 raises; x == 13 returns a wrong column; delay_ms sleeps; else y = 2x."""
+"""x < 0 raises; x == 13 returns a wrong column; delay_ms sleeps (saying so); else y = 2x."""
 
+import sys
 import time
 
 import pandas as pd
@@ -54,6 +57,8 @@ class Probe(DataFrameModel):
     def predict(self, df):
         if (df["x"] < 0).any():
             raise ValueError("x must not be negative")
+        if df["delay_ms"].max() > 0:
+            print("probe: a slow call is in predict", file=sys.stderr, flush=True)
         time.sleep(float(df["delay_ms"].max()) / 1000)
         if (df["x"] == 13).any():
             return pd.DataFrame({"unlucky": df["x"]})

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from serving_support import PYTHON, ROOT, SPECS
 
+pytestmark = pytest.mark.slow  # pymlc serve/predict/validate in child processes
+
 PYMLC = [PYTHON, "-m", "pymlc"]
 
 

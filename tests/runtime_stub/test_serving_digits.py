@@ -22,6 +22,8 @@ PIXELS = np.array(json.loads((SPEC / "examples" / "input.json").read_text())["pi
                   dtype=np.float32)
 EXPECTED = json.loads((SPEC / "examples" / "output.json").read_text())
 
+pytestmark = pytest.mark.slow  # model servers as child processes
+
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:

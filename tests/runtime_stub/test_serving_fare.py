@@ -26,6 +26,8 @@ INPUTS = json.loads((SPEC / "examples" / "input.json").read_text())
 EXPECTED = [row["fare"] for row in json.loads((SPEC / "examples" / "output.json").read_text())]
 TYPED_SERVICE = "pyml.fare_estimator.v1.FareEstimator"
 
+pytestmark = pytest.mark.slow  # model servers as child processes
+
 
 def _free_port() -> int:
     with socket.socket() as s:

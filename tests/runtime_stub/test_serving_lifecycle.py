@@ -16,9 +16,20 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from serving_support import PYTHON, ROOT, Server, build, model_env, stubs, write_probe
+from serving_support import (
+    IN_PREDICT,
+    PYTHON,
+    ROOT,
+    Server,
+    build,
+    model_env,
+    stubs,
+    write_probe,
+)
 
 from pymlc.runtime_stub import health
+
+pytestmark = pytest.mark.slow  # servers per test, deliberately slow calls, signals
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +85,7 @@ def test_an_exception_in_predict_is_internal_and_the_server_lives_on(
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert caught.value.details() == "ValueError: x must not be negative"
     assert list(_call(server, pb, _request(pb[0], [5.0])).y.values) == [10.0]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # generous: the machine may be loaded
     while "Traceback" not in server.text() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "Traceback" in server.text() and "x must not be negative" in server.text()
@@ -122,7 +133,10 @@ def test_sigterm_drains_in_flight_requests(spec: Path, generated: Path,
     threads = [threading.Thread(target=slow_call) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.5)  # all four are inside predict now
+    deadline = time.monotonic() + 60
+    while running.text().count(IN_PREDICT) < 4:  # all four are inside predict
+        assert time.monotonic() < deadline, running.text()
+        time.sleep(0.05)
     assert running.stop() == 0, running.text()
     for t in threads:
         t.join()
