@@ -13,12 +13,12 @@ the client are imported on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing
 
 from ._version import __version__
 from .runtime_stub.contracts import DataFrameModel, TensorModel
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from .api import Model, load
     from .client import Client
 
@@ -27,7 +27,7 @@ __all__ = ["Client", "DataFrameModel", "Model", "TensorModel", "__version__", "l
 _LAZY = {"Client": "client", "Model": "api", "load": "api"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     if name in _LAZY:
         from importlib import import_module
 
