@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import struct
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -40,7 +39,7 @@ from gateway_support import (
     pymlc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from raw_grpc import Connection, call, frame
+from raw_grpc import Connection, call, frame, gzip_zeros
 from servers import PYTHON, Process, Server, peak_rss
 from tritonclient.utils import InferenceServerException
 
@@ -52,20 +51,6 @@ PROMISE = 1.0  # seconds: health and a normal call, whatever the stalled streams
 STALLED = 64  # of each kind: headers only, and half a message
 PER_CONNECTION = 16
 UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
-
-
-def gzip_zeros(size: int, block: int = 16 * MiB) -> bytes:
-    """A valid gzip stream of ``size`` zero bytes, built without holding them inflated: after a
-    full flush deflate starts afresh, so every block of zeros compresses to the same bytes."""
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    zeros = bytes(block)
-    compressed = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
-    crc = 0
-    for _ in range(size // block):
-        crc = zlib.crc32(zeros, crc)
-    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
-    return (header + compressed * (size // block) + deflate.flush(zlib.Z_FINISH)
-            + struct.pack("<II", crc, size & 0xFFFFFFFF))
 
 
 def _request(name: str = MODEL, rows: int = 1) -> bytes:

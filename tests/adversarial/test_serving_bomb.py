@@ -5,38 +5,19 @@ must not move. The bombs are built by deflating zeros block by block, never held
 
 from __future__ import annotations
 
-import struct
 import zlib
 from collections.abc import Iterator
 from types import ModuleType
 
 import grpc
 import pytest
-from raw_grpc import call, frame
+from raw_grpc import call, frame, gzip_zeros
 from servers import Server, peak_rss
 from serving_model import SERVICE, served_sink
 
 MiB = 1 << 20
 REFUSED = (grpc.StatusCode.UNIMPLEMENTED.value[0], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
 HEADROOM = 300 * MiB  # the bound on the server's peak above its idle peak
-
-
-def gzip_zeros(size: int, block: int = 16 * MiB) -> bytes:
-    """A valid gzip stream of ``size`` zero bytes, built without holding them inflated.
-
-    After a full flush, deflate starts afresh, so every block of zeros compresses to the same
-    bytes: compress one, repeat it, and close the stream with the zeros' CRC and length.
-    """
-    assert size % block == 0
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    zeros = bytes(block)
-    compressed = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
-    crc = 0
-    for _ in range(size // block):
-        crc = zlib.crc32(zeros, crc)
-    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
-    return (header + compressed * (size // block) + deflate.flush(zlib.Z_FINISH)
-            + struct.pack("<II", crc, size & 0xFFFFFFFF))
 
 
 def test_the_bomb_is_what_it_claims() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import h2.config
@@ -31,6 +32,27 @@ class Reply:
     reset: int | None = None
     ended: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+
+
+MiB = 1 << 20
+
+
+def gzip_zeros(size: int, block: int = 16 * MiB) -> bytes:
+    """A valid gzip stream of ``size`` zero bytes, built without holding them inflated.
+
+    After a full flush, deflate starts afresh, so every block of zeros compresses to the same
+    bytes: compress one, repeat it, and close the stream with the zeros' CRC and length.
+    """
+    assert size % block == 0
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    zeros = bytes(block)
+    compressed = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(size // block):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    return (header + compressed * (size // block) + deflate.flush(zlib.Z_FINISH)
+            + struct.pack("<II", crc, size & 0xFFFFFFFF))
 
 
 def frame(message: bytes, *, compressed: bool = False) -> bytes:
