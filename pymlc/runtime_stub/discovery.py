@@ -72,16 +72,18 @@ def parse_contract(value: bytes) -> Contract:
     """
     try:
         data = json.loads(value)
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"contract format {data.get('format')!r}, expected {_FORMAT}:"
-                             " the server runs another pymlc version; pass spec= instead")
+        found = data.get("format")
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"the server's contract metadata is unreadable ({exc})") from None
+    if found != _FORMAT:
+        raise ValueError(f"contract format {found!r}, expected {_FORMAT}: the server runs"
+                         " another pymlc version; pass spec= instead")
+    try:
         return Contract(data["name"], data["version"], data["kind"],
                         tuple(_read_field(f) for f in data["inputs"]),
                         tuple(_read_field(f) for f in data["outputs"]),
                         data["service"], int(data["max_message_bytes"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        if isinstance(exc, ValueError) and str(exc).startswith("contract format"):
-            raise
         raise ValueError(f"the server's contract metadata is unreadable ({exc})") from None
 
 
