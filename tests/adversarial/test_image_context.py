@@ -213,9 +213,17 @@ def built(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
 
 
 def _in_image(engine: Any, image: str, *command: str) -> str:
-    output: bytes = engine.containers.run(image, list(command[1:]), entrypoint=command[0],
-                                          network_mode="none", remove=True, user="10001")
-    return output.decode()
+    # Not run(remove=True): the engine may remove a quick container before the SDK reads its
+    # output, which then comes back empty. Wait for the exit, read, then remove.
+    container = engine.containers.run(image, list(command[1:]), entrypoint=command[0],
+                                      network_mode="none", user="10001", detach=True)
+    try:
+        status = container.wait(timeout=120)
+        output: bytes = container.logs(stdout=True, stderr=False)
+        assert status["StatusCode"] == 0, container.logs().decode()
+        return output.decode()
+    finally:
+        container.remove(force=True)
 
 
 # Lists the model's folder from inside the image: files and folders with their modes, links.
